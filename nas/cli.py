@@ -1,0 +1,212 @@
+"""`nas` on the command line: argparse subcommands that build configs and call `nas.api`.
+
+Every `NasError` becomes one line on stderr and exit code 2; nothing else is printed for it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from nas.errors import NasError
+
+# Defaults of the main job, sized so `nas search --space darts` on the embedded digits finishes
+# in minutes on 2 CPU cores; the literature's budgets are given with --epochs / --trials.
+DEFAULT_SUPERNET_EPOCHS = 20
+DEFAULT_TRAIN_EPOCHS = 30
+DEFAULT_TRIALS = 100
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _add_data(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", default=None, metavar="PATH",
+                        help="a .npz file or a cifar-10-batches-py directory "
+                             "(default: the embedded handwritten digits)")
+    parser.add_argument("--batch-size", type=_positive, default=64)
+    parser.add_argument("--seed", type=_non_negative, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+
+
+def _add_space(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument("--space", required=required, default=None,
+                        help="search space: darts, mobilenet or nb201")
+    parser.add_argument("--width", type=_positive, default=None, metavar="C",
+                        help="skeleton width (NB201/DARTS C; mobilenet first-conv width)")
+    parser.add_argument("--cells", type=_positive, default=None, metavar="N",
+                        help="skeleton depth (NB201 cells per stage; DARTS layers; mobilenet stages)")
+
+
+def _add_training(parser: argparse.ArgumentParser, epochs: int) -> None:
+    parser.add_argument("--epochs", type=_non_negative, default=epochs)
+    parser.add_argument("--lr", type=_positive_float, default=None,
+                        help="initial learning rate of the cosine schedule (default 0.05)")
+
+
+def _add_method(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", default="spos", help="supernet training method (default spos)")
+    parser.add_argument("--method-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="a method option, checked against the method's settings; repeatable")
+
+
+def _configs(args: argparse.Namespace):
+    from nas.config import DataConfig, SpaceConfig, TrainConfig
+
+    data = DataConfig(path=str(Path(args.data).resolve()) if args.data else None,
+                      batch_size=args.batch_size)
+    train = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device,
+                        **({"lr": args.lr} if args.lr else {}))
+    space = SpaceConfig(args.space, args.width, args.cells) if args.space else None
+    return space, data, train
+
+
+def _method_options(args: argparse.Namespace) -> dict[str, str]:
+    options = {}
+    for pair in args.method_opt:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise NasError(f"--method-opt {pair!r} must look like key=value")
+        options[key] = value
+    return options
+
+
+def _run_supernet(args: argparse.Namespace) -> None:
+    from nas import api
+
+    space, data, train = _configs(args)
+    run = api.supernet(space, data, train, args.method, _method_options(args), args.out)
+    print(f"supernet: {run / 'supernet.pt'}\nrun directory: {run}")
+
+
+def _run_search(args: argparse.Namespace) -> None:
+    from nas import api
+    from nas.config import SearchConfig
+
+    space, data, train = _configs(args)
+    search = SearchConfig(searcher=args.searcher, trials=args.trials, seed=args.seed)
+    result = api.search(space, data, train, search, args.method, _method_options(args),
+                        args.supernet, args.out)
+    if result.best is None:
+        print(f"no search (--trials 0); supernet in {result.run_dir}")
+        return
+    print(f"best architecture: {result.best}")
+    print(f"  validation accuracy {result.best_val_accuracy:.2f}% (supernet weights), "
+          f"{result.params_m:.4f} M params, {result.flops_m:.3f} MFLOPs")
+    print(f"run directory: {result.run_dir}  (trials.csv, best.txt, study.db, tb/, supernet.pt)")
+    print(f"next: nas export {result.run_dir} --out best.pt2   |   "
+          f"nas train --space {result.best.space} --arch \"{result.best}\"")
+
+
+def _run_export(args: argparse.Namespace) -> None:
+    from nas import api
+
+    files = api.export(args.run_dir, args.out, args.arch, args.init, args.overwrite, args.device)
+    print(f"exported: {files.program} (torch.export), {files.state_dict} (weights), "
+          f"{files.metadata} (architecture)")
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from nas import api
+
+    space, data, train = _configs(args)
+    result = api.train(space, args.arch, data, train, args.out)
+    m = result.metrics
+    print(f"test accuracy {m['test_accuracy']:.2f}% ({m['params_m']:.4f} M params, "
+          f"{m['flops_m']:.3f} MFLOPs): {result.arch}")
+    print(f"run directory: {result.run_dir}  (metrics.json, model.pt2)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nas", description="Neural architecture search with "
+                                     "weight-sharing supernets.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, run: Callable[[argparse.Namespace], None]):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(run=run)
+        return sub
+
+    sup = command("supernet", "Train a weight-sharing supernet into a run directory.", _run_supernet)
+    _add_space(sup, required=True)
+    _add_data(sup)
+    _add_training(sup, DEFAULT_SUPERNET_EPOCHS)
+    _add_method(sup)
+    sup.add_argument("--out", default=None, metavar="RUN_DIR")
+
+    srch = command("search", "Train a supernet (or reuse one) and search it for the best "
+                   "architecture.", _run_search)
+    _add_space(srch, required=False)
+    _add_data(srch)
+    _add_training(srch, DEFAULT_SUPERNET_EPOCHS)
+    _add_method(srch)
+    srch.add_argument("--supernet", default=None, metavar="RUN_DIR",
+                      help="reuse the supernet of this run instead of training one")
+    srch.add_argument("--searcher", default="tpe", help="tpe (default) or random")
+    srch.add_argument("--trials", type=_non_negative, default=DEFAULT_TRIALS,
+                      help=f"architectures to score (default {DEFAULT_TRIALS}; 0 = no search)")
+    srch.add_argument("--out", default=None, metavar="RUN_DIR")
+
+    exp = command("export", "Export an architecture as a standalone PyTorch model.", _run_export)
+    exp.add_argument("run_dir", metavar="RUN_DIR")
+    exp.add_argument("--arch", default=None, help="architecture string (default: the run's best)")
+    exp.add_argument("--out", required=True, metavar="FILE.pt2")
+    exp.add_argument("--init", default="inherit", choices=["inherit", "scratch"],
+                     help="weights from the supernet (inherit) or freshly initialised (scratch)")
+    exp.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    exp.add_argument("--device", default="auto")
+
+    trn = command("train", "Train one architecture stand-alone and report test accuracy.",
+                  _run_train)
+    _add_space(trn, required=True)
+    trn.add_argument("--arch", required=True, help="architecture string of the space")
+    _add_data(trn)
+    _add_training(trn, DEFAULT_TRAIN_EPOCHS)
+    trn.add_argument("--out", default=None, metavar="RUN_DIR")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except NasError as error:
+        print(f"nas {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nas {args.command}: interrupted; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The configuration dataclasses of every command, and `key=value` option parsing.
+
+Components own their configs (`DataConfig` in nas.data, `TrainConfig` in supernets.loop, each
+method's `MethodConfig`); this module adds the space and search configs and re-exports the rest,
+so that a run's settings are plain dicts of these dataclasses.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, TypeVar
+
+from nas.data.batches import DataConfig
+from nas.errors import ConfigError
+from supernets.loop import TrainConfig
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    name: str = "darts"
+    width: int | None = None  # None: the space's literature default (NB201 C=16, DARTS C=16, ...)
+    cells: int | None = None  # None: NB201 N=5, DARTS 8 layers, mobilenet 5 stages
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    searcher: str = "tpe"
+    trials: int = 100
+    calibration_batches: int = 10  # BN recalibration batches per architecture (SPOS uses 200 x 128)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.trials < 0:
+            raise ConfigError(f"trials must be >= 0, got {self.trials}")
+        if self.calibration_batches < 1:
+            raise ConfigError(f"calibration_batches must be >= 1, got {self.calibration_batches}")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return asdict(config)
+
+
+def from_dict(cls: type[C], values: dict[str, Any]) -> C:
+    return cls(**values)
+
+
+def _convert(text: str, annotation: Any, key: str) -> Any:
+    kinds = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    if text.lower() == "none" and type(None) in typing.get_args(annotation):
+        return None
+    for kind in kinds:
+        try:
+            if kind is bool:
+                if text.lower() in ("true", "1", "yes"):
+                    return True
+                if text.lower() in ("false", "0", "no"):
+                    return False
+                continue
+            if kind in (int, float, str):
+                return kind(text)
+            if typing.get_origin(kind) is typing.Literal and text in typing.get_args(kind):
+                return text
+        except ValueError:
+            continue
+    raise ConfigError(f"option {key}={text!r} is not a valid {annotation}")
+
+
+def parse_options(cls: type[C], pairs: Iterable[str], what: str = "option") -> C:
+    """Build `cls` from `key=value` strings, checking every key against its fields and types."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep:
+            raise ConfigError(f"{what} {pair!r} must look like key=value")
+        if key not in fields:
+            valid = ", ".join(sorted(fields)) or "(none)"
+            raise ConfigError(f"unknown {what} {key!r}; valid keys: {valid}")
+        values[key] = _convert(text.strip(), hints[key], key)
+    return cls(**values)
+
+
+__all__ = ["DataConfig", "SearchConfig", "SpaceConfig", "TrainConfig", "from_dict",
+           "parse_options", "to_dict"]

@@ -1,0 +1,137 @@
+"""Splits, augmentation and mini-batches over in-memory uint8 images.
+
+The supernet-train / search-validation split is drawn from the training set only, with its own
+seed (`split_seed`, default 0) so that runs with different training seeds score architectures
+on the same validation images. The test set is never used for search.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from nas.data.datasets import ImageData
+from nas.errors import ConfigError
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images (B,C,H,W) float, labels, indices
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: str | None = None        # None: the embedded digits
+    val_fraction: float = 0.2      # share of the training set held out to score architectures
+    split_seed: int = 0            # fixed, so every run searches on the same validation images
+    batch_size: int = 64           # DARTS / GM-NAS search batch size
+    eval_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
+        if self.batch_size < 2 or self.eval_batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 2 (BatchNorm needs 2 samples), got "
+                              f"{self.batch_size}")
+
+
+def split_train(data: ImageData, config: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices of (supernet-train, search-validation) within `data.x_train`."""
+    generator = torch.Generator().manual_seed(config.split_seed)
+    order = torch.randperm(len(data.x_train), generator=generator)
+    n_val = max(1, int(round(len(order) * config.val_fraction)))
+    return order[n_val:], order[:n_val]
+
+
+def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of uint8 images, on the [0, 1] scale."""
+    x = images.to(torch.float64) / 255.0
+    return x.mean(dim=(0, 2, 3)).float(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).float()
+
+
+class BatchSource:
+    """Mini-batches of one subset of a dataset, normalised with the training set's statistics.
+
+    Training batches are shuffled and augmented (random crop with zero padding of size/8, as the
+    CIFAR convention of 4 px at 32 px; horizontal flip only where the data is flip-invariant),
+    both drawn from a generator seeded by (seed, epoch) so an epoch's batches are reproducible
+    after a resume. Evaluation batches keep order and are not augmented.
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
+                 mean: torch.Tensor, std: torch.Tensor, batch_size: int, *, is_training: bool,
+                 is_flip_invariant: bool = False, seed: int = 0, device: str = "cpu") -> None:
+        self.images, self.labels, self.indices = images, labels, indices
+        self.mean, self.std = mean.view(1, -1, 1, 1), std.view(1, -1, 1, 1)
+        self.batch_size, self.is_training = batch_size, is_training
+        self.is_flip_invariant, self.seed, self.device = is_flip_invariant, seed, torch.device(device)
+        self.pad = max(1, images.shape[-1] // 8)
+
+    def __len__(self) -> int:
+        n = len(self.indices)
+        return n // self.batch_size if self.is_training else -(-n // self.batch_size)
+
+    def epoch(self, epoch: int = 0) -> Iterator[Batch]:
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        order = self.indices
+        if self.is_training:
+            order = order[torch.randperm(len(order), generator=generator)]
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            chosen = order[start:start + self.batch_size]
+            images = self.images[chosen].float().div_(255.0)
+            if self.is_training:
+                images = self._augment(images, generator)
+            yield self._to_device(self._normalise(images)), self._to_device(self.labels[chosen]), chosen
+
+    def _normalise(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean) / self.std
+
+    def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)
+
+    def _augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        b, _, h, w = images.shape  # (B, C, H, W)
+        padded = torch.nn.functional.pad(images, (self.pad,) * 4)
+        dy = torch.randint(0, 2 * self.pad + 1, (b,), generator=generator)
+        dx = torch.randint(0, 2 * self.pad + 1, (b,), generator=generator)
+        rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # (B, 1, H, 1)
+        cols = (dx[:, None] + torch.arange(w))[:, None, None, :]  # (B, 1, 1, W)
+        cropped = padded.gather(2, rows.expand(b, padded.shape[1], h, padded.shape[3]))
+        cropped = cropped.gather(3, cols.expand(b, padded.shape[1], h, w))
+        if self.is_flip_invariant:
+            flip = torch.rand(b, generator=generator) < 0.5
+            cropped = torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
+        return cropped
+
+
+@dataclass(frozen=True)
+class DataSplits:
+    """The three sources every command needs, built once from a dataset and a config."""
+
+    data: ImageData
+    train: BatchSource       # supernet training (augmented, shuffled)
+    calibration: BatchSource  # training images without augmentation, for BN recalibration
+    val: BatchSource         # search validation
+    test: BatchSource        # final reporting only; never used for search
+    full_train: BatchSource  # train + val, augmented: stand-alone training
+
+
+def make_splits(data: ImageData, config: DataConfig, seed: int, device: str = "cpu") -> DataSplits:
+    train_idx, val_idx = split_train(data, config)
+    mean, std = channel_stats(data.x_train[train_idx])
+    common = dict(mean=mean, std=std, device=device)
+    flip = data.is_flip_invariant
+    all_train = torch.arange(len(data.x_train))
+    return DataSplits(
+        data=data,
+        train=BatchSource(data.x_train, data.y_train, train_idx, batch_size=config.batch_size,
+                          is_training=True, is_flip_invariant=flip, seed=seed, **common),
+        calibration=BatchSource(data.x_train, data.y_train, train_idx, batch_size=config.batch_size,
+                                is_training=False, **common),
+        val=BatchSource(data.x_train, data.y_train, val_idx, batch_size=config.eval_batch_size,
+                        is_training=False, **common),
+        test=BatchSource(data.x_test, data.y_test, torch.arange(len(data.x_test)),
+                         batch_size=config.eval_batch_size, is_training=False, **common),
+        full_train=BatchSource(data.x_train, data.y_train, all_train, batch_size=config.batch_size,
+                               is_training=True, is_flip_invariant=flip, seed=seed, **common),
+    )

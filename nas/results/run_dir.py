@@ -1,0 +1,147 @@
+"""A run is a directory: config.json, checkpoints, tables, TensorBoard logs, plots.
+
+Every file is written atomically (a temporary file in the same directory, then `os.replace`),
+so a crash leaves either the old file or the new one, never half of one. A run directory is
+only ever reused by the same settings (a resume); other settings are refused.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import io
+import json
+import os
+import pickle
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import pandas as pd
+import torch
+
+from nas.errors import CheckpointError, ConfigError
+
+CONFIG_FILE = "config.json"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_write_csv(path: Path, table: pd.DataFrame) -> None:
+    atomic_write_text(path, table.to_csv(index=False))
+
+
+def atomic_torch_save(path: Path, obj: Any) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path, expected_format: str) -> dict[str, Any]:
+    """Load a platform checkpoint with `weights_only=True`: no code in the file can run."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
+            AttributeError, TypeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated, corrupt or "
+                              f"unsafe): {first_line}") from None
+    if not isinstance(state, dict) or state.get("format") != expected_format:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"{path} is not a {expected_format} checkpoint (found {found!r})")
+    return state
+
+
+class RunDir:
+    """The directory of one run and the files in it."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    @staticmethod
+    def default_path(kind: str, root: str | Path = "results") -> Path:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        return Path(root) / f"{kind}-{stamp}"
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def exists(self) -> bool:
+        return (self.path / CONFIG_FILE).is_file()
+
+    def settings(self) -> dict[str, Any]:
+        config_path = self.path / CONFIG_FILE
+        if not config_path.is_file():
+            raise ConfigError(f"{self.path} is not a run directory (no {CONFIG_FILE})")
+        try:
+            return json.loads(config_path.read_text())["settings"]
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            raise ConfigError(f"{config_path} is corrupt: {error}") from None
+
+    def open(self, settings: dict[str, Any]) -> bool:
+        """Start this run, or resume it when the directory holds the same settings.
+
+        Returns True on a resume. A directory with other settings, or with files but no
+        config.json, is never touched.
+        """
+        settings = json.loads(json.dumps(settings, default=str))  # as it will read back
+        if self.exists():
+            previous = self.settings()
+            if previous != settings:
+                key = _first_difference(previous, settings)
+                raise ConfigError(f"{self.path} holds a run with other settings ({key}); "
+                                  f"choose a new --out, or repeat the same command to resume it")
+            return True
+        if self.path.exists() and any(self.path.iterdir()):
+            raise ConfigError(f"{self.path} exists and is not an empty run directory; "
+                              f"choose a new --out")
+        atomic_write_json(self.path / CONFIG_FILE, {
+            "settings": settings, "argv": sys.argv,
+            "created": _dt.datetime.now().isoformat(timespec="seconds")})
+        return False
+
+    def tensorboard(self) -> Callable[[str, float, int], None]:
+        """A `log_scalar(tag, value, step)` writing TensorBoard events under `tb/`."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(log_dir=str(self.path / "tb"))
+
+        def log_scalar(tag: str, value: float, step: int) -> None:
+            writer.add_scalar(tag, value, step)
+            if step % 50 == 0:
+                writer.flush()
+
+        log_scalar.close = writer.close  # type: ignore[attr-defined]
+        return log_scalar
+
+
+def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            if old.get(key) != new.get(key):
+                return _first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
+    return f"{prefix.rstrip('.')}: {old!r} there, {new!r} now"

@@ -1,0 +1,15 @@
+"""Searchers by name (`--searcher`): factories of Optuna samplers driven through ask/tell."""
+from __future__ import annotations
+
+from typing import Callable
+
+import optuna
+
+from nas.registry import Registry
+from nas.searchers.optuna_search import OptunaSearcher, open_study, random, tpe
+
+SEARCHERS: Registry[Callable[[int], optuna.samplers.BaseSampler]] = Registry("searcher")
+SEARCHERS.register("tpe")(tpe)
+SEARCHERS.register("random")(random)
+
+__all__ = ["SEARCHERS", "OptunaSearcher", "open_study"]

@@ -1,0 +1,83 @@
+"""Optuna samplers as architecture searchers, through the `Sampler` ask/tell interface.
+
+Each decision becomes a categorical Optuna parameter of the same name, its choices spelled as
+strings, so the study in `study.db` reads naturally in optuna-dashboard. Every trial stores the
+architecture's canonical string as the user attribute `arch`.
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
+
+from search_spaces.base import Architecture, Sampler, SearchSpace
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _label(choice: object) -> str:
+    return str(choice)
+
+
+class OptunaSearcher(Sampler):
+    """Proposes architectures from an Optuna study's sampler; `tell` completes the trial."""
+
+    def __init__(self, space: SearchSpace, study: optuna.Study) -> None:
+        self.space, self.study = space, study
+        self.distributions = {
+            d.name: CategoricalDistribution([_label(c) for c in d.choices]) for d in space.decisions}
+        self._pending: dict[Architecture, list[int]] = {}
+
+    def architecture_of(self, params: Mapping[str, str]) -> Architecture:
+        values = []
+        for decision in self.space.decisions:
+            labels = [_label(c) for c in decision.choices]
+            values.append(decision.choices[labels.index(params[decision.name])])
+        return self.space.architecture(values)
+
+    def ask(self, n: int = 1) -> list[Architecture]:
+        archs = []
+        for _ in range(n):
+            trial = self.study.ask(self.distributions)
+            arch = self.architecture_of(trial.params)
+            trial.set_user_attr("arch", str(arch))
+            self._pending.setdefault(arch, []).append(trial.number)
+            archs.append(arch)
+        return archs
+
+    def tell(self, arch: Architecture, feedback: float | Mapping[str, float]) -> None:
+        value = feedback if isinstance(feedback, (int, float)) else feedback["score"]
+        number = self._pending[arch].pop(0)
+        if not self._pending[arch]:
+            del self._pending[arch]
+        self.study.tell(number, float(value))
+
+    def unfinished(self) -> list[tuple[int, Architecture]]:
+        """Trials asked but never told (a run killed mid-trial), to finish on resume."""
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return [(t.number, self.architecture_of(t.params)) for t in running]
+
+    def finish(self, number: int, value: float) -> None:
+        self.study.tell(number, float(value))
+
+    def completed(self) -> list[optuna.trial.FrozenTrial]:
+        return self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+
+
+def tpe(seed: int) -> optuna.samplers.BaseSampler:
+    # Optuna's defaults (10 random start-up trials, 24 EI candidates); multivariate TPE models the
+    # joint distribution of decisions, which matters for cells whose ops interact.
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+
+
+def random(seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def open_study(storage_path: str, name: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+    """The study in an SQLite file, created or resumed (`load_if_exists`)."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{storage_path}")
+    return optuna.create_study(study_name=name, storage=storage, sampler=sampler,
+                               direction="maximize", load_if_exists=True)

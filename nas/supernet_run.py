@@ -1,0 +1,135 @@
+"""Training a supernet into a run directory, loading it back, and scoring architectures with it.
+
+The checkpoint `supernet.pt` records the space, skeleton and method it was trained with, so it
+can never be evaluated as another space's or another method's supernet.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from nas.config import DataConfig, SpaceConfig, TrainConfig
+from nas.data import DataSplits, load_data, make_splits
+from nas.errors import CheckpointError, ConfigError
+from nas.results import RunDir, atomic_torch_save, load_checkpoint
+from search_spaces import Architecture, SearchSpace, Skeleton, Supernet, get_space
+from supernets import METHODS, accuracy, recalibrate_batchnorm, train
+from nas.config import parse_options
+
+SUPERNET_FORMAT = "nas-supernet"
+SUPERNET_FILE = "supernet.pt"
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device} asked for, but this machine has no CUDA device; "
+                          f"use --device cpu")
+    if device.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"unknown device {device!r}; choose auto, cpu or cuda[:N]")
+    return device
+
+
+@dataclass(frozen=True)
+class Context:
+    """A space sized to its data, and the data's splits."""
+
+    space: SearchSpace
+    splits: DataSplits
+    device: str
+
+
+def build_context(space: SpaceConfig, data: DataConfig, seed: int, device: str) -> Context:
+    device = resolve_device(device)
+    images = load_data(data.path)
+    skeleton = Skeleton(in_channels=images.in_channels, num_classes=images.num_classes,
+                        image_size=images.image_size, width=space.width, cells=space.cells)
+    return Context(get_space(space.name, skeleton), make_splits(images, data, seed, device), device)
+
+
+def supernet_settings(space: SpaceConfig, data: DataConfig, train_config: TrainConfig,
+                      method: str, method_options: Mapping[str, Any]) -> dict[str, Any]:
+    method_class = METHODS.get(method)
+    method_config = parse_options(method_class.config_class,
+                                  [f"{k}={v}" for k, v in method_options.items()], "method option")
+    return {"space": asdict(space), "data": asdict(data), "train": asdict(train_config),
+            "method": {"name": method, "options": method_config.to_dict()}}
+
+
+def _checkpoint_header(context: Context, settings: Mapping[str, Any]) -> dict[str, Any]:
+    return {"format": SUPERNET_FORMAT, "space": context.space.name,
+            "skeleton": asdict(context.space.skeleton), "method_name": settings["method"]["name"]}
+
+
+def _check_header(state: Mapping[str, Any], expected: Mapping[str, Any], path: Path) -> None:
+    for key in ("space", "skeleton", "method_name"):
+        if state.get(key) != expected[key]:
+            raise CheckpointError(f"{path} was trained for {key} {state.get(key)!r}, but this run "
+                                  f"needs {expected[key]!r}")
+
+
+def train_supernet_in(run: RunDir, settings: Mapping[str, Any], context: Context) -> Supernet:
+    """Train (or resume training) the supernet of `settings` into `run/supernet.pt`."""
+    train_config = TrainConfig(**settings["train"])
+    method_class = METHODS.get(settings["method"]["name"])
+    method = method_class(context.space, method_class.config_class(**settings["method"]["options"]),
+                          seed=train_config.seed)
+    supernet = context.space.build_supernet().to(context.device)
+    header = _checkpoint_header(context, settings)
+    path = run / SUPERNET_FILE
+    resume_from = None
+    if path.exists():
+        resume_from = load_checkpoint(path, SUPERNET_FORMAT)
+        _check_header(resume_from, header, path)
+    log_scalar = run.tensorboard()
+    try:
+        train(supernet, method, context.splits.train, train_config, resume_from=resume_from,
+              save_checkpoint=lambda state: atomic_torch_save(path, {**header, **state}),
+              log_scalar=log_scalar, description=f"supernet {context.space.name}/{method.name}")
+    finally:
+        log_scalar.close()
+    if train_config.epochs == 0 and not path.exists():
+        atomic_torch_save(path, {**header, "epoch": 0, "model": supernet.state_dict()})
+    return supernet
+
+
+def load_supernet(run_path: str | Path, device: str = "auto") -> tuple[Context, Supernet, dict]:
+    """The trained supernet of a `nas supernet` or `nas search` run directory."""
+    run = RunDir(run_path)
+    settings = run.settings()
+    if "supernet_run" in settings:  # a search that used another run's supernet
+        return load_supernet(settings["supernet_run"], device)
+    if "method" not in settings:
+        raise ConfigError(f"{run.path} holds no supernet (it is a {settings.get('kind')} run)")
+    train_config = TrainConfig(**settings["train"])
+    context = build_context(SpaceConfig(**settings["space"]), DataConfig(**settings["data"]),
+                            train_config.seed, device)
+    path = run / SUPERNET_FILE
+    state = load_checkpoint(path, SUPERNET_FORMAT)
+    _check_header(state, _checkpoint_header(context, settings), path)
+    if int(state["epoch"]) < train_config.epochs:
+        raise CheckpointError(f"supernet training in {run.path} stopped at epoch {state['epoch']} of "
+                              f"{train_config.epochs}; rerun its command to resume it")
+    supernet = context.space.build_supernet()
+    try:
+        supernet.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{path} does not fit the {context.space.name} supernet: "
+                              f"{str(error).splitlines()[0]}") from None
+    return context, supernet.to(context.device), settings
+
+
+def calibrate_for(supernet: Supernet, arch: Architecture, context: Context, batches: int) -> None:
+    recalibrate_batchnorm(supernet, lambda x: supernet(x, arch), context.splits.calibration.epoch(0),
+                          batches)
+
+
+def score_architecture(supernet: Supernet, arch: Architecture, context: Context,
+                       calibration_batches: int) -> float:
+    """Validation accuracy (%) of `arch` with inherited weights, after BN recalibration."""
+    calibrate_for(supernet, arch, context, calibration_batches)
+    return accuracy(supernet, lambda x: supernet(x, arch), context.splits.val.epoch(0))

@@ -1,0 +1,243 @@
+"""The four nouns every space, method and searcher speaks: Decision, Architecture, SearchSpace, Supernet.
+
+A search space is an ordered list of named categorical `Decision`s plus builders for its
+weight-sharing supernet and for a standalone model of one architecture. An `Architecture` is a
+frozen value: the space's name and one choice per decision, with one canonical string.
+"""
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas.errors import ArchitectureError, ConfigError
+
+Choice = Any  # str or int: whatever the space's canonical string spells
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One named categorical choice. `choices` are ordered; a space documents what the order means."""
+
+    name: str
+    choices: tuple[Choice, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.choices) == 0 or len(set(self.choices)) != len(self.choices):
+            raise ValueError(f"decision {self.name!r} needs distinct choices, got {self.choices}")
+
+    def index(self, value: Choice) -> int:
+        try:
+            return self.choices.index(value)
+        except ValueError:
+            valid = ", ".join(map(str, self.choices))
+            raise ArchitectureError(
+                f"{self.name} = {value!r} is not a valid choice; choose one of: {valid}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """The macro network a space's cells or blocks sit in, and the data it sees.
+
+    `width` and `cells` of None mean the space's own default (NB201: C=16, N=5; DARTS: C=16,
+    8 layers; mobilenet: first-conv width 16, 5 elastic stages).
+    """
+
+    in_channels: int = 3
+    num_classes: int = 10
+    image_size: int = 32
+    width: int | None = None
+    cells: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("in_channels", "num_classes", "image_size", "width", "cells"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ConfigError(f"skeleton {name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One choice per decision of a space. Equal and hashed by (space, values); `str()` is canonical.
+
+    Build it with `space.architecture(values)` or `space.parse(text)`, which validate and
+    canonicalise; `names` and `text` are derived and do not take part in equality.
+    """
+
+    space: str
+    values: tuple[Choice, ...]
+    names: tuple[str, ...] = field(compare=False, repr=False)
+    text: str = field(compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __getitem__(self, name: str) -> Choice:
+        try:
+            return self.values[self.names.index(name)]
+        except ValueError:
+            raise KeyError(f"{self.space} architectures have no decision {name!r}") from None
+
+    def as_dict(self) -> dict[str, Choice]:
+        return dict(zip(self.names, self.values))
+
+
+class SearchSpace(ABC):
+    """Decisions plus builders. Subclasses set `name`, build `decisions` in `__init__`, and
+    implement `format`, `parse`, `build_supernet` and `build_model`.
+
+    A subclass whose decisions can be inactive (mobilenet: kernels of blocks beyond a stage's
+    depth) overrides `canonical_values` so that equal networks are equal architectures.
+    """
+
+    name: ClassVar[str]
+    default_width: ClassVar[int]
+    default_cells: ClassVar[int]
+
+    def __init__(self, skeleton: Skeleton | None = None) -> None:
+        self.skeleton = skeleton or Skeleton()
+        self.width = self.skeleton.width or self.default_width
+        self.cells = self.skeleton.cells or self.default_cells
+        self.decisions: tuple[Decision, ...] = tuple(self._build_decisions())
+        self._names = tuple(d.name for d in self.decisions)
+
+    # ---- what a space defines -------------------------------------------------------------
+    @abstractmethod
+    def _build_decisions(self) -> Sequence[Decision]: ...
+
+    @abstractmethod
+    def format(self, values: tuple[Choice, ...]) -> str:
+        """The canonical string of already-validated, canonical values."""
+
+    @abstractmethod
+    def parse(self, text: str) -> Architecture:
+        """Inverse of `format`; raises `ArchitectureError` naming the bad token."""
+
+    @abstractmethod
+    def build_supernet(self) -> "Supernet": ...
+
+    @abstractmethod
+    def build_model(self, arch: Architecture) -> nn.Module:
+        """A plain `nn.Module` of `arch`: no supernet code in its forward path."""
+
+    def canonical_values(self, values: tuple[Choice, ...]) -> tuple[Choice, ...]:
+        return values
+
+    # ---- shared behaviour -----------------------------------------------------------------
+    def architecture(self, values: Sequence[Choice] | Mapping[str, Choice]) -> Architecture:
+        if isinstance(values, Mapping):
+            unknown = set(values) - set(self._names)
+            if unknown:
+                raise ArchitectureError(
+                    f"{self.name} has no decision {sorted(unknown)[0]!r}; decisions: "
+                    f"{', '.join(self._names)}"
+                )
+            missing = [n for n in self._names if n not in values]
+            if missing:
+                raise ArchitectureError(f"{self.name} architecture lacks decision {missing[0]!r}")
+            values = [values[n] for n in self._names]
+        values = tuple(values)
+        if len(values) != len(self.decisions):
+            raise ArchitectureError(
+                f"{self.name} architectures have {len(self.decisions)} decisions, got {len(values)}"
+            )
+        for decision, value in zip(self.decisions, values):
+            decision.index(value)
+        values = self.canonical_values(values)
+        return Architecture(self.name, values, self._names, self.format(values))
+
+    def from_indices(self, indices: Sequence[int]) -> Architecture:
+        return self.architecture([d.choices[i] for d, i in zip(self.decisions, indices)])
+
+    def sample(self, rng: np.random.Generator) -> Architecture:
+        """Uniform over each decision independently (SPOS), then canonicalised."""
+        return self.from_indices([int(rng.integers(len(d.choices))) for d in self.decisions])
+
+    def size(self) -> int:
+        """Number of distinct architectures (distinct canonical strings)."""
+        return math.prod(len(d.choices) for d in self.decisions)
+
+    def enumerate(self) -> Iterator[Architecture]:
+        """Every architecture, in index order; only sensible for small spaces such as nb201."""
+        for indices in np.ndindex(*(len(d.choices) for d in self.decisions)):
+            yield self.from_indices(indices)
+
+    def check(self, arch: Architecture) -> Architecture:
+        if not isinstance(arch, Architecture) or arch.space != self.name:
+            other = getattr(arch, "space", type(arch).__name__)
+            raise ArchitectureError(
+                f"architecture of space {other!r} given to space {self.name!r}: {arch}"
+            )
+        return arch
+
+    def input_shape(self) -> tuple[int, int, int]:
+        s = self.skeleton
+        return (s.in_channels, s.image_size, s.image_size)
+
+    def params_m(self, arch: Architecture) -> float:
+        """Parameters of the standalone model, in millions (all of them, BN affine included)."""
+        model = self.build_model(self.check(arch))
+        return sum(p.numel() for p in model.parameters()) / 1e6
+
+    def flops_m(self, arch: Architecture) -> float:
+        """Multiply-accumulates of one forward pass, in millions (NAS-Bench-201 convention)."""
+        from search_spaces.cost import count_flops
+
+        model = self.build_model(self.check(arch))
+        return count_flops(model, self.input_shape()) / 1e6
+
+
+class Supernet(nn.Module, ABC):
+    """Weight-sharing network of a space: `forward(x, arch)` runs only the ops `arch` chooses.
+
+    The architecture is an argument, never state set beforehand, so one supernet serves many
+    paths at once without hidden "active subnet" state.
+    """
+
+    def __init__(self, space: SearchSpace) -> None:
+        super().__init__()
+        self.space = space
+
+    @abstractmethod
+    def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor: ...
+
+    def subnet_state_dict(self, arch: Architecture, model: nn.Module) -> dict[str, torch.Tensor]:
+        """Weights of `arch` shaped for `model = space.build_model(arch)`.
+
+        Cell spaces name the standalone model's modules as the supernet's, so the subnet's
+        weights are those with the model's keys. Weight-entangled spaces override to slice.
+        """
+        own = self.state_dict()
+        result = {}
+        for key, target in model.state_dict().items():
+            if key not in own or own[key].shape != target.shape:
+                raise KeyError(f"supernet has no weight {key!r} of shape {tuple(target.shape)}")
+            result[key] = own[key].detach().clone()
+        return result
+
+
+class Sampler(ABC):
+    """Proposes architectures: `ask(n)` returns n of them, `tell(arch, feedback)` reports back.
+
+    The same interface serves supernet training (which paths to train next) and search (which
+    architectures to score). A sampler sees the history it is told, never the objective itself.
+    `state_dict` / `load_state_dict` make it resumable.
+    """
+
+    @abstractmethod
+    def ask(self, n: int = 1) -> list[Architecture]: ...
+
+    def tell(self, arch: Architecture, feedback: float | Mapping[str, float]) -> None:
+        """Default: a sampler that learns nothing from feedback."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Default: stateless."""

@@ -1,0 +1,69 @@
+"""The NB201 weight-sharing supernet: every candidate op on every edge, one path run per call.
+
+Same macro network and module names as `model.py`, so the standalone model's state_dict keys
+are a subset of the supernet's and `Supernet.subnet_state_dict` copies weights by key.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+from torch import nn
+
+from search_spaces.base import Architecture, Supernet
+from search_spaces.nb201.ops import (EDGES, INCOMING, OP_NAMES, ResNetBasicBlock, build_head,
+                                     build_op, build_stem, stage_plan)
+
+if TYPE_CHECKING:
+    from search_spaces.nb201.space import NB201Space
+
+
+class SupernetCell(nn.Module):
+    """`edges[e][op]` holds edge e's candidate op; `none` has no module (the edge is skipped)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList(
+            nn.ModuleDict({name: build_op(name, channels) for name in OP_NAMES if name != "none"})
+            for _ in EDGES
+        )
+
+    def forward(self, x: torch.Tensor, ops: Sequence[str]) -> torch.Tensor:  # (B, C, H, W)
+        # Same summation order as `model.InferCell`, so both give bit-identical outputs.
+        nodes = [x]
+        for incoming in INCOMING:
+            total = None
+            for e, source in incoming:
+                name = ops[e]
+                if name == "none":
+                    continue
+                out = self.edges[e][name](nodes[source])
+                total = out if total is None else total + out
+            nodes.append(torch.zeros_like(x) if total is None else total)
+        return nodes[-1]
+
+
+class NB201Supernet(Supernet):
+    """TinyNetwork with a `SupernetCell` in place of each searched cell; all cells share `arch`
+    (NB201 repeats one cell everywhere)."""
+
+    def __init__(self, space: NB201Space) -> None:
+        super().__init__(space)
+        skeleton = space.skeleton
+        self.stem = build_stem(skeleton.in_channels, space.width)
+        blocks: list[nn.Module] = []
+        previous = space.width
+        for channels, is_reduction in stage_plan(space.width, space.cells):
+            blocks.append(ResNetBasicBlock(previous, channels) if is_reduction
+                          else SupernetCell(channels))
+            previous = channels
+        self.cells = nn.ModuleList(blocks)
+        self._is_reduction = tuple(r for _, r in stage_plan(space.width, space.cells))
+        self.head = build_head(previous, skeleton.num_classes)
+
+    def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:  # (B, C, H, W)
+        ops = self.space.check(arch).values
+        x = self.stem(x)
+        for cell, is_reduction in zip(self.cells, self._is_reduction):
+            x = cell(x) if is_reduction else cell(x, ops)
+        return self.head(x)  # (B, num_classes)

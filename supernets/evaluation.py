@@ -1,0 +1,58 @@
+"""Scoring a network: BatchNorm recalibration and top-1 accuracy.
+
+BatchNorm policy of the platform's supernets. Every path of a supernet shares BatchNorm layers
+whose running statistics, accumulated while training random paths, belong to no single
+architecture. Before an architecture is evaluated its statistics are therefore recomputed: every
+BatchNorm is reset and fed a fixed set of training batches in train mode with `momentum=None`
+(an exact cumulative average), as SPOS does (megvii SinglePathOneShot `tester.py`, 200 batches;
+AlphaNet `post_bn_calibration_batch_num` 64). Weights are untouched.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import torch
+from torch import nn
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+def batchnorms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(module: nn.Module, forward: Forward, batches: Iterable,
+                          num_batches: int) -> None:
+    """Recompute every BatchNorm's running statistics of `module` from `num_batches` batches."""
+    layers = batchnorms(module)
+    momenta = [bn.momentum for bn in layers]
+    for bn in layers:
+        bn.reset_running_stats()
+        bn.momentum = None
+    was_training = module.training
+    module.train()
+    try:
+        for i, (images, *_rest) in enumerate(batches):
+            if i >= num_batches:
+                break
+            forward(images)
+    finally:
+        for bn, momentum in zip(layers, momenta):
+            bn.momentum = momentum
+        module.train(was_training)
+
+
+@torch.no_grad()
+def accuracy(module: nn.Module, forward: Forward, batches: Iterable) -> float:
+    """Top-1 accuracy in percent of `forward` over `batches`, in eval mode."""
+    was_training = module.training
+    module.eval()
+    correct = total = 0
+    try:
+        for images, labels, *_rest in batches:
+            correct += int((forward(images).argmax(dim=1) == labels).sum())
+            total += len(labels)
+    finally:
+        module.train(was_training)
+    return 100.0 * correct / max(total, 1)

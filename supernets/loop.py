@@ -1,0 +1,134 @@
+"""The one training loop. Supernet methods and stand-alone training both run through `train`.
+
+It owns what every method shares: SGD with a per-step cosine schedule (linear warm-up optional),
+gradient clipping, the NaN guard, the progress bar, TensorBoard scalars and a checkpoint at the
+end of every epoch. What is trained on each batch is the method's `train_step`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterator, Mapping, Protocol
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from nas.errors import ConfigError, TrainingError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    lr: float = 0.05               # PA&DA / SPOS-on-NB201 supernet learning rate
+    momentum: float = 0.9
+    nesterov: bool = True          # NB201 benchmark and Few-Shot NAS training use Nesterov
+    weight_decay: float = 2.5e-4   # PA&DA NB201 supernet
+    grad_clip_norm: float = 5.0    # DARTS / PA&DA clip gradient norm to 5
+    warmup_epochs: int = 0         # NB201 trains without warm-up
+    seed: int = 0
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 0:
+            raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
+        if not self.lr > 0:
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.warmup_epochs <= max(self.epochs, 0):
+            raise ConfigError(f"warmup_epochs must lie in [0, epochs={self.epochs}], got "
+                              f"{self.warmup_epochs}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Batches(Protocol):
+    def __len__(self) -> int: ...
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]: ...
+
+
+class StepMethod(Protocol):
+    """What the loop needs of a method (see `supernets.methods.base.TrainingMethod`)."""
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None: ...
+    def train_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                   sample_ids: torch.Tensor) -> float: ...
+    def on_epoch_end(self, epoch: int) -> None: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+def _cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int):
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                                nesterov=config.nesterov, weight_decay=config.weight_decay)
+    schedule = _cosine_with_warmup(config.epochs * steps_per_epoch,
+                                   config.warmup_epochs * steps_per_epoch)
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainConfig, *,
+          resume_from: Mapping[str, Any] | None = None,
+          save_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+          log_scalar: Callable[[str, float, int], None] | None = None,
+          description: str = "train") -> None:
+    """Train `model` with `method` for `config.epochs`, starting after `resume_from`'s epoch.
+
+    `save_checkpoint` receives, after each epoch, everything needed to resume: model, optimiser,
+    schedule, method state and torch's RNG state; the data order of an epoch is a function of
+    (seed, epoch), so a resumed run replays exactly the batches the uninterrupted one would.
+    """
+    steps_per_epoch = len(batches)
+    if steps_per_epoch == 0:
+        raise ConfigError("the training set is smaller than one batch; lower --batch-size")
+    optimizer, scheduler = build_optimizer(model, config, steps_per_epoch)
+    start_epoch = 0
+    if resume_from is not None:
+        model.load_state_dict(resume_from["model"])
+        optimizer.load_state_dict(resume_from["optimizer"])
+        scheduler.load_state_dict(resume_from["scheduler"])
+        method.load_state_dict(resume_from["method"])
+        torch.set_rng_state(resume_from["torch_rng"])
+        start_epoch = int(resume_from["epoch"])
+    else:
+        torch.manual_seed(config.seed)
+    model.train()
+    bar = tqdm(total=config.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
+               desc=description, unit="step", dynamic_ncols=True, disable=None)
+    try:
+        for epoch in range(start_epoch, config.epochs):
+            method.on_epoch_start(epoch, config.epochs)
+            for step, (images, labels, ids) in enumerate(batches.epoch(epoch)):
+                global_step = epoch * steps_per_epoch + step
+                optimizer.zero_grad(set_to_none=True)
+                loss = method.train_step(model, images, labels, ids)
+                if not math.isfinite(loss):
+                    raise TrainingError(f"loss became {loss} at epoch {epoch} step {step} "
+                                        f"(global step {global_step}); the last checkpoint is "
+                                        f"epoch {epoch}; lower the learning rate")
+                if config.grad_clip_norm > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
+                optimizer.step()
+                scheduler.step()
+                if log_scalar is not None:
+                    log_scalar("train/loss", loss, global_step)
+                    log_scalar("train/lr", scheduler.get_last_lr()[0], global_step)
+                bar.update(1)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.3f}", refresh=False)
+            method.on_epoch_end(epoch)
+            if save_checkpoint is not None:
+                save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(),
+                                 "optimizer": optimizer.state_dict(),
+                                 "scheduler": scheduler.state_dict(),
+                                 "method": method.state_dict(), "torch_rng": torch.get_rng_state()})
+    finally:
+        bar.close()

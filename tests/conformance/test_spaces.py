@@ -1,0 +1,149 @@
+"""Every registered search space, checked for the same contract (a new space is tested for free).
+
+Tiny skeletons: 4 channels, 1-3 cells or 2 stages, 8x8 inputs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nas.errors import ArchitectureError
+from nas.export import load_model, load_program, save_model
+from search_spaces import SPACES, Skeleton, get_space
+from supernets import recalibrate_batchnorm
+
+TINY = {"nb201": Skeleton(3, 10, 8, width=4, cells=1),
+        "darts": Skeleton(3, 10, 8, width=4, cells=3),
+        "mobilenet": Skeleton(3, 10, 8, width=4, cells=2)}
+
+
+def test_every_registered_space_has_a_tiny_skeleton_here():
+    assert set(SPACES.names()) == set(TINY)
+
+
+@pytest.fixture(params=sorted(TINY), scope="module")
+def space(request):
+    return get_space(request.param, TINY[request.param])
+
+
+@pytest.fixture(scope="module")
+def trained(space):
+    """A supernet after a few SGD steps on random paths, so weights and BN are not at init."""
+    torch.manual_seed(0)
+    net = space.build_supernet()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        x, y = torch.randn(8, 3, 8, 8), torch.randint(0, 10, (8,))
+        optimizer.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x, space.sample(rng)), y).backward()
+        optimizer.step()
+    return net
+
+
+def _inherit(space, net, arch, x):
+    recalibrate_batchnorm(net, lambda b: net(b, arch), [(x,)], 1)
+    model = space.build_model(arch)
+    model.load_state_dict(net.subnet_state_dict(arch, model))
+    return model.eval()
+
+
+def test_sampling_is_seeded(space):
+    first = [space.sample(np.random.default_rng(7)) for _ in range(5)]
+    again = [space.sample(np.random.default_rng(7)) for _ in range(5)]
+    assert first == again
+    many = {space.sample(np.random.default_rng(s)) for s in range(30)}
+    assert len(many) > 20  # distinct seeds explore the space
+
+
+def test_size_is_at_least_what_sampling_finds(space):
+    assert space.size() > 1000
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_parse_inverts_str(space, data):
+    indices = [data.draw(st.integers(0, len(d.choices) - 1)) for d in space.decisions]
+    arch = space.from_indices(indices)
+    parsed = space.parse(str(arch))
+    assert parsed == arch and hash(parsed) == hash(arch) and str(parsed) == str(arch)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(max_size=200))
+def test_arbitrary_text_raises_only_architecture_error(space, text):
+    try:
+        arch = space.parse(text)
+    except ArchitectureError as error:
+        assert "\n" not in str(error)
+    else:
+        assert space.parse(str(arch)) == arch
+
+
+def test_exported_model_equals_supernet(space, trained):
+    rng = np.random.default_rng(1)
+    x = torch.randn(6, 3, 8, 8)
+    for arch in [space.sample(rng) for _ in range(4)]:
+        model = _inherit(space, trained, arch, x)
+        trained.eval()
+        with torch.no_grad():
+            expected, got = trained(x, arch), model(x)
+        assert (expected - got).abs().max().item() < 1e-5, str(arch)
+
+
+def test_saved_program_and_state_dict_reproduce_the_model(space, trained, tmp_path):
+    arch = space.sample(np.random.default_rng(2))
+    x = torch.randn(3, 3, 8, 8)
+    model = _inherit(space, trained, arch, x)
+    files = save_model(model, space, arch, tmp_path / "m.pt2", {"init": "inherit"})
+    with torch.no_grad():
+        expected = model(x)
+        assert torch.allclose(load_program(files.program)(x), expected, atol=1e-5)
+        reloaded, reloaded_arch = load_model(files.state_dict)
+        assert reloaded_arch == arch
+        assert torch.equal(reloaded(x), expected)
+
+
+def test_model_forward_has_no_supernet_code(space):
+    model = space.build_model(space.sample(np.random.default_rng(3)))
+    program = torch.export.export(model.eval(), (torch.randn(2, 3, 8, 8),))
+    modules = {type(m).__module__ for m in model.modules()}
+    assert not any("supernet" in name for name in modules), modules
+    assert program.graph_module is not None
+
+
+def test_every_supernet_parameter_gets_a_gradient(space):
+    """Over random paths (up to 600: DARTS has 294 edge/op pairs in 3 cells), every weight trains."""
+    torch.manual_seed(0)
+    net = space.build_supernet()
+    rng = np.random.default_rng(4)
+    names = {n for n, _ in net.named_parameters()}
+    touched: set[str] = set()
+    extra = [getattr(space, "largest")()] if hasattr(space, "largest") else []
+    for i in range(600):
+        arch = extra.pop() if extra else space.sample(rng)
+        net.zero_grad(set_to_none=True)
+        net(torch.randn(4, 3, 8, 8), arch).sum().backward()
+        touched |= {n for n, p in net.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+        if touched == names:
+            break
+    assert sorted(names - touched) == []
+
+
+def test_supernet_refuses_another_spaces_architecture(space, trained):
+    other_name = next(n for n in sorted(TINY) if n != space.name)
+    other = get_space(other_name, TINY[other_name])
+    with pytest.raises(ArchitectureError):
+        trained(torch.randn(2, 3, 8, 8), other.sample(np.random.default_rng(0)))
+
+
+def test_costs_are_positive_and_grow_with_the_skeleton(space):
+    arch = space.sample(np.random.default_rng(5))
+    assert space.params_m(arch) > 0 and space.flops_m(arch) > 0
+    bigger = get_space(space.name, Skeleton(3, 10, 8, width=8, cells=space.cells))
+    big_arch = bigger.parse(str(arch))
+    assert bigger.params_m(big_arch) > space.params_m(arch)
