@@ -10,12 +10,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import pandas as pd
+
 from nas.config import DataConfig, SearchConfig, SpaceConfig, TrainConfig
 from nas.errors import ConfigError
 from nas.export import ExportedFiles, save_model
 from nas.results import RunDir, atomic_write_json
 from nas.searchers import SEARCHERS
-from nas.search_run import BEST_FILE, run_search
+from nas.search_run import BEST_FILE, TRIALS_FILE, run_search
 from nas.standalone import train_model
 from nas.supernet_run import (Context, build_context, calibrate_for, load_supernet,
                               score_architecture, supernet_settings, train_supernet_in)
@@ -32,6 +34,8 @@ class SearchResult:
     best_val_accuracy: float | None
     params_m: float | None = None
     flops_m: float | None = None
+    median_val_accuracy: float | None = None  # over all trials: how well the supernet is trained
+    chance_accuracy: float | None = None      # 100 / classes
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,10 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
     if found is None:
         return SearchResult(run.path, None, None)
     best, score = found
+    median = float(pd.read_csv(run / TRIALS_FILE)["val_accuracy"].median())
     return SearchResult(run.path, best, score, context.space.params_m(best),
-                        context.space.flops_m(best))
+                        context.space.flops_m(best), median,
+                        100.0 / context.space.skeleton.num_classes)
 
 
 def _best_of(run_path: Path) -> str:

@@ -121,6 +121,11 @@ def _run_search(args: argparse.Namespace) -> None:
     print(f"best architecture: {result.best}")
     print(f"  validation accuracy {result.best_val_accuracy:.2f}% (supernet weights), "
           f"{result.params_m:.4f} M params, {result.flops_m:.3f} MFLOPs")
+    print(f"  median over {args.trials} trials {result.median_val_accuracy:.2f}% "
+          f"(chance {result.chance_accuracy:.2f}%)")
+    if result.median_val_accuracy < 2 * result.chance_accuracy:
+        print("  warning: the supernet scores most architectures close to chance, so its ranking is "
+              "weak; train it longer (--epochs) or on a smaller skeleton (--width, --cells)")
     print(f"run directory: {result.run_dir}  (trials.csv, best.txt, study.db, tb/, supernet.pt)")
     print(f"next: nas export {result.run_dir} --out best.pt2   |   "
           f"nas train --space {result.best.space} --arch \"{result.best}\"")

@@ -55,7 +55,8 @@ class NB201Space(SearchSpace):
 
     def parse(self, text: str) -> Architecture:
         if not isinstance(text, str):
-            raise ArchitectureError(f"nb201 architecture must be a string, got {type(text).__name__}")
+            raise ArchitectureError(
+                f"nb201 architecture must be a string, got {type(text).__name__}")
         groups = text.strip().split("+")
         if len(groups) != NODES - 1:
             raise ArchitectureError(
@@ -66,7 +67,8 @@ class NB201Space(SearchSpace):
             values.extend(self._parse_node(node, group, incoming))
         return self.architecture(values)
 
-    def _parse_node(self, node: int, group: str, incoming: tuple[tuple[int, int], ...]) -> list[str]:
+    def _parse_node(self, node: int, group: str,
+                    incoming: tuple[tuple[int, int], ...]) -> list[str]:
         inputs = "|".join(f"op~{source}" for _, source in incoming)
         if len(group) < 2 or group[0] != "|" or group[-1] != "|":
             raise ArchitectureError(
@@ -87,8 +89,9 @@ class NB201Space(SearchSpace):
                 raise ArchitectureError(f"unknown op {_show(op)} in edge {edge}; choose one of: "
                                         f"{', '.join(OP_NAMES)}")
             if index != str(source):
-                raise ArchitectureError(f"edge {edge} has input {_show('~' + index)}; node {node}'s "
-                                        f"inputs are ~0..~{node - 1} in order, so write ~{source}")
+                raise ArchitectureError(
+                    f"edge {edge} has input {_show('~' + index)}; node {node}'s inputs are "
+                    f"~0..~{node - 1} in order, so write ~{source}")
             ops.append(op)
         return ops
 
@@ -185,7 +188,7 @@ def _canonical_form(ops: tuple[str, ...]) -> str:
         order = [*itertools.chain.from_iterable(choice), "output"]
         names = {"input": "x", **{v: f"v{i}" for i, v in enumerate(order[:-1])}}
         text = ";".join(
-            labels[v] + "(" + ",".join(sorted(f"{names[u]}*{c}" for u, c in inputs[v].items())) + ")"
+            f"{labels[v]}({','.join(sorted(f'{names[u]}*{c}' for u, c in inputs[v].items()))})"
             for v in order)
         best = text if best is None or text < best else best
     return best

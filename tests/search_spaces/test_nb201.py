@@ -88,7 +88,8 @@ def test_best_known_arch_is_row_9930(space, table):
     ("|none~0|+|none~0|none~1|+|none~0|none~1|none~2|none~3|", "got 4"),
     ("|none~1|+|none~0|none~1|+|none~0|none~1|none~2|", "edge 1<-0 has input '~1'"),
     ("|none~0|+|none~0|none~1|+|none~0|none~2|none~1|", "edge 3<-1 has input '~2'"),
-    ("|none~0|+|none~0|nor_conv_4x4~1|+|none~0|none~1|none~2|", "unknown op 'nor_conv_4x4' in edge 2<-1"),
+    ("|none~0|+|none~0|nor_conv_4x4~1|+|none~0|none~1|none~2|",
+     "unknown op 'nor_conv_4x4' in edge 2<-1; choose one of: none, skip_connect,"),
     ("|None~0|+|none~0|none~1|+|none~0|none~1|none~2|", "unknown op 'None'"),
     ("| none~0|+|none~0|none~1|+|none~0|none~1|none~2|", "unknown op ' none'"),
     ("|none~0|+|none~0|none~1|+|none~0|skip_connect|none~2|", "edge 3<-1 token 'skip_connect'"),
@@ -107,7 +108,8 @@ def test_non_string_is_an_architecture_error(space):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.sampled_from(OP_NAMES), min_size=6, max_size=6), st.sampled_from(["", " ", "\n\t"]))
+@given(st.lists(st.sampled_from(OP_NAMES), min_size=6, max_size=6),
+       st.sampled_from(["", " ", "\n\t"]))
 def test_parse_round_trip(space, values, pad):
     arch = space.architecture(values)
     assert space.parse(pad + str(arch) + pad) == arch
@@ -205,8 +207,9 @@ def test_dead_and_redundant_structure_shares_a_key(space):
             for op in OP_NAMES]
     assert len({key(a) for a in dead}) == 1
     # conv(x) reached through a skip_connect chain or directly
-    assert key(space.parse("|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|nor_conv_3x3~2|")) \
-        == key(space.parse("|none~0|+|none~0|none~1|+|nor_conv_3x3~0|none~1|none~2|"))
+    chain = space.parse("|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|nor_conv_3x3~2|")
+    direct = space.parse("|none~0|+|none~0|none~1|+|nor_conv_3x3~0|none~1|none~2|")
+    assert key(chain) == key(direct)
     # every output path crosses a none edge: the cell outputs zeros
     assert key(uniform("none")) == key(
         space.parse("|nor_conv_3x3~0|+|avg_pool_3x3~0|skip_connect~1|+|none~0|none~1|none~2|"))
@@ -217,8 +220,10 @@ def test_distinct_cells_have_distinct_keys(space):
     archs = [uniform(op) for op in OP_NAMES] + [space.parse(BEST)]
     assert len({key(a) for a in archs}) == len(archs)
     # one conv used twice (tied weights) differs from two convs of the same shape
-    tied = space.parse("|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|skip_connect~1|skip_connect~2|")
-    two = space.parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|skip_connect~1|skip_connect~2|")
+    tied = space.parse(
+        "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|skip_connect~1|skip_connect~2|")
+    two = space.parse(
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|skip_connect~1|skip_connect~2|")
     assert key(tied) != key(two)
 
 
