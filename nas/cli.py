@@ -18,6 +18,13 @@ DEFAULT_TRAIN_EPOCHS = 30
 DEFAULT_TRIALS = 100
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the rule, the value, what is valid), exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -70,6 +77,8 @@ def _add_training(parser: argparse.ArgumentParser, epochs: int) -> None:
     parser.add_argument("--epochs", type=_non_negative, default=epochs)
     parser.add_argument("--lr", type=_positive_float, default=None,
                         help="initial learning rate of the cosine schedule (default 0.05)")
+    parser.add_argument("--checkpoint-every", type=_non_negative, default=100, metavar="STEPS",
+                        help="checkpoint every STEPS steps as well as every epoch (0: epochs only)")
 
 
 def _add_method(parser: argparse.ArgumentParser) -> None:
@@ -84,8 +93,9 @@ def _configs(args: argparse.Namespace):
     data = DataConfig(path=str(Path(args.data).resolve()) if args.data else None,
                       batch_size=args.batch_size)
     train = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device,
+                        checkpoint_every_steps=args.checkpoint_every,
                         **({"lr": args.lr} if args.lr else {}))
-    space = SpaceConfig(args.space, args.width, args.cells) if args.space else None
+    space = SpaceConfig(args.space, args.width, args.cells) if args.space is not None else None
     return space, data, train
 
 
@@ -151,7 +161,7 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nas", description="Neural architecture search with "
+    parser = _Parser(prog="nas", description="Neural architecture search with "
                                      "weight-sharing supernets.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

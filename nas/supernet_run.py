@@ -78,6 +78,7 @@ def train_supernet_in(run: RunDir, settings: Mapping[str, Any], context: Context
     method_class = METHODS.get(settings["method"]["name"])
     method = method_class(context.space, method_class.config_class(**settings["method"]["options"]),
                           seed=train_config.seed)
+    torch.manual_seed(train_config.seed)  # initial weights are part of what --seed fixes
     supernet = context.space.build_supernet().to(context.device)
     header = _checkpoint_header(context, settings)
     path = run / SUPERNET_FILE

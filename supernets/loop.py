@@ -28,6 +28,7 @@ class TrainConfig:
     warmup_epochs: int = 0         # NB201 trains without warm-up
     seed: int = 0
     device: str = "cpu"
+    checkpoint_every_steps: int = 100  # also at every epoch end; 0 = only at epoch ends
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -50,7 +51,7 @@ class Batches(Protocol):
 class StepMethod(Protocol):
     """What the loop needs of a method (see `supernets.methods.base.TrainingMethod`)."""
 
-    def on_epoch_start(self, epoch: int, epochs: int) -> None: ...
+    def on_epoch_start(self, epoch: int, epochs: int) -> None: ...  # idempotent: runs again on resume
     def train_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                    sample_ids: torch.Tensor) -> float: ...
     def on_epoch_end(self, epoch: int) -> None: ...
@@ -81,43 +82,60 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
           save_checkpoint: Callable[[dict[str, Any]], None] | None = None,
           log_scalar: Callable[[str, float, int], None] | None = None,
           description: str = "train") -> None:
-    """Train `model` with `method` for `config.epochs`, starting after `resume_from`'s epoch.
+    """Train `model` with `method` for `config.epochs`, continuing from `resume_from`.
 
-    `save_checkpoint` receives, after each epoch, everything needed to resume: model, optimiser,
-    schedule, method state and torch's RNG state; the data order of an epoch is a function of
-    (seed, epoch), so a resumed run replays exactly the batches the uninterrupted one would.
+    `save_checkpoint` receives, every `config.checkpoint_every_steps` steps and at the end of
+    every epoch, everything needed to resume: model, optimiser, schedule, method state, torch's
+    RNG state and the position (epoch, steps done in it). An epoch's batches are a function of
+    (seed, epoch), so a resumed run replays the steps already done of its epoch without training
+    on them (which also replays their augmentation draws) and ends bit-identical on CPU to a run
+    that was never interrupted.
     """
     steps_per_epoch = len(batches)
     if steps_per_epoch == 0:
         raise ConfigError("the training set is smaller than one batch; lower --batch-size")
     optimizer, scheduler = build_optimizer(model, config, steps_per_epoch)
-    start_epoch = 0
+    start_epoch, start_step = 0, 0
     if resume_from is not None:
         model.load_state_dict(resume_from["model"])
         optimizer.load_state_dict(resume_from["optimizer"])
         scheduler.load_state_dict(resume_from["scheduler"])
         method.load_state_dict(resume_from["method"])
         torch.set_rng_state(resume_from["torch_rng"])
-        start_epoch = int(resume_from["epoch"])
+        start_epoch, start_step = int(resume_from["epoch"]), int(resume_from.get("step", 0))
     else:
         torch.manual_seed(config.seed)
     model.train()
     # Walking a supernet's module tree costs ~10 ms a step (thousands of candidate tensors);
     # list the parameters once and clip only those the step touched.
     parameters = list(model.parameters())
-    bar = tqdm(total=config.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch,
+    last_saved = f"epoch {start_epoch} step {start_step}"
+
+    def checkpoint(epoch: int, step: int) -> None:
+        nonlocal last_saved
+        if save_checkpoint is not None:
+            save_checkpoint({"epoch": epoch, "step": step, "model": model.state_dict(),
+                             "optimizer": optimizer.state_dict(),
+                             "scheduler": scheduler.state_dict(), "method": method.state_dict(),
+                             "torch_rng": torch.get_rng_state()})
+            last_saved = f"epoch {epoch} step {step}"
+
+    bar = tqdm(total=config.epochs * steps_per_epoch,
+               initial=start_epoch * steps_per_epoch + start_step,
                desc=description, unit="step", dynamic_ncols=True, disable=None)
     try:
         for epoch in range(start_epoch, config.epochs):
             method.on_epoch_start(epoch, config.epochs)
             for step, (images, labels, ids) in enumerate(batches.epoch(epoch)):
+                if epoch == start_epoch and step < start_step:
+                    continue  # done before the resume; its batch was drawn to replay the RNG
                 global_step = epoch * steps_per_epoch + step
                 optimizer.zero_grad(set_to_none=True)
                 loss = method.train_step(model, images, labels, ids)
                 if not math.isfinite(loss):
                     raise TrainingError(f"loss became {loss} at epoch {epoch} step {step} "
                                         f"(global step {global_step}); the last checkpoint is "
-                                        f"epoch {epoch}; lower the learning rate")
+                                        f"{last_saved}; lower the learning rate")
                 if config.grad_clip_norm > 0:
                     nn.utils.clip_grad_norm_([p for p in parameters if p.grad is not None],
                                              config.grad_clip_norm)
@@ -128,11 +146,10 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
                     log_scalar("train/lr", scheduler.get_last_lr()[0], global_step)
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.3f}", refresh=False)
+                every = config.checkpoint_every_steps
+                if every and (step + 1) % every == 0 and step + 1 < steps_per_epoch:
+                    checkpoint(epoch, step + 1)
             method.on_epoch_end(epoch)
-            if save_checkpoint is not None:
-                save_checkpoint({"epoch": epoch + 1, "model": model.state_dict(),
-                                 "optimizer": optimizer.state_dict(),
-                                 "scheduler": scheduler.state_dict(),
-                                 "method": method.state_dict(), "torch_rng": torch.get_rng_state()})
+            checkpoint(epoch + 1, 0)
     finally:
         bar.close()

@@ -32,7 +32,9 @@ class TrainingMethod(ABC):
     Protocol, called by the loop: `on_epoch_start(epoch, epochs)`; then per batch, after the loop
     has zeroed gradients, `train_step(supernet, images, labels, sample_ids)` which must run the
     backward pass(es) and return the scalar loss it logs; the loop then clips and steps;
-    `on_epoch_end(epoch)`. `state_dict()` must hold everything needed to resume bit-identically.
+    `on_epoch_end(epoch)`. `state_dict()` must hold everything needed to resume bit-identically,
+also mid-epoch; `on_epoch_start` runs again for the epoch a resumed run continues, so it must
+only set what follows from (epoch, epochs).
     """
 
     name: ClassVar[str]
