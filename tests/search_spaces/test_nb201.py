@@ -25,15 +25,6 @@ BEST = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_con
 TINY = Skeleton(in_channels=3, num_classes=10, image_size=8, width=4, cells=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # Two cores shared with other workers: intra-op threads oversubscribe them badly.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def space():
     return get_space("nb201")
