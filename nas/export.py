@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
-from nas.errors import ConfigError
+from nas.errors import CheckpointError, ConfigError
 from nas.results import atomic_torch_save, atomic_write_bytes, atomic_write_json, load_checkpoint
 from search_spaces import Architecture, SearchSpace
 
@@ -62,9 +65,40 @@ def save_model(model: nn.Module, space: SearchSpace, arch: Architecture, out: st
     return files
 
 
+@contextmanager
+def _weights_only_torch_load() -> Iterator[None]:
+    """Force every `torch.load` inside to `weights_only=True`.
+
+    `torch.export.load` retries a failed weights-only load with `weights_only=False`, which runs
+    any pickled code in the file; torch reads TORCH_FORCE_WEIGHTS_ONLY_LOAD at each call.
+    """
+    names = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ[names[0]] = "1"
+    os.environ.pop(names[1], None)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def load_program(path: str | Path) -> nn.Module:
-    """The exported model as a callable module; only torch is needed."""
-    return torch.export.load(str(path)).module()
+    """The exported model as a callable module; only torch is needed, and no pickled code runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no exported model at {path}")
+    try:
+        with _weights_only_torch_load(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.export.load(str(path)).module()
+    except Exception as error:  # torch raises many types for a bad archive; one answer for all
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise CheckpointError(f"{path} is not a loadable exported model (corrupt or unsafe): "
+                              f"{first_line}") from None
 
 
 def load_model(state_dict_path: str | Path) -> tuple[nn.Module, Architecture]:

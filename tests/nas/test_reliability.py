@@ -132,6 +132,32 @@ def test_checkpoint_that_runs_code_on_unpickling_is_refused(tmp_path, capsys):
     assert not marker.exists()
 
 
+def test_exported_program_that_runs_code_on_loading_is_refused(tmp_path):
+    """`torch.export.load` alone would fall back to full unpickling and run this payload."""
+    import io
+    import zipfile
+
+    from nas.export import load_program, save_model
+
+    space = get_space("nb201", Skeleton(1, 10, 8, width=4, cells=1))
+    arch = space.parse("|nor_conv_3x3~0|+|skip_connect~0|none~1|+|none~0|none~1|avg_pool_3x3~2|")
+    good = save_model(space.build_model(arch), space, arch, tmp_path / "good.pt2", {}).program
+    assert load_program(good)(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    marker = tmp_path / "code-ran"
+    payload = _RunsCode()
+    payload.marker = marker
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    with zipfile.ZipFile(good) as source, zipfile.ZipFile(tmp_path / "evil.pt2", "w") as crafted:
+        for info in source.infolist():
+            is_pickle = info.filename.endswith("sample_inputs/model.pt")
+            crafted.writestr(info, buffer.getvalue() if is_pickle else source.read(info.filename))
+    with pytest.raises(CheckpointError, match="not a loadable exported model"):
+        load_program(tmp_path / "evil.pt2")
+    assert not marker.exists()
+    assert "TORCH_FORCE_WEIGHTS_ONLY_LOAD" not in os.environ
+
+
 def _outcome(argv) -> int:
     try:
         return main(argv)
