@@ -55,9 +55,20 @@ class OptunaSearcher(Sampler):
         self.study.tell(number, float(value))
 
     def unfinished(self) -> list[tuple[int, Architecture]]:
-        """Trials asked but never told (a run killed mid-trial), to finish on resume."""
-        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        return [(t.number, self.architecture_of(t.params)) for t in running]
+        """Trials asked but never told (a run killed mid-trial), to finish on resume.
+
+        A kill can land while `study.ask` is still writing a trial's parameters one by one, so
+        the trial is reopened and any decision it lacks is suggested now by the sampler.
+        """
+        archs = []
+        for frozen in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            trial = optuna.trial.Trial(self.study, frozen._trial_id)  # no public id accessor
+            params = {name: trial.suggest_categorical(name, list(dist.choices))
+                      for name, dist in self.distributions.items()}
+            arch = self.architecture_of(params)
+            trial.set_user_attr("arch", str(arch))
+            archs.append((frozen.number, arch))
+        return archs
 
     def finish(self, number: int, value: float) -> None:
         self.study.tell(number, float(value))

@@ -54,6 +54,13 @@ def _nas(*argv: str) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def _finished(process: subprocess.Popen) -> int:
+    """Wait for a `_nas` process; its stderr becomes the failure message when it fails."""
+    _, err = process.communicate()
+    assert process.returncode == 0, err
+    return process.returncode
+
+
 def _wait_for(predicate, process, timeout_s=120.0):
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -73,8 +80,8 @@ def test_sigkill_during_supernet_training_then_resume_equals_uninterrupted(tmp_p
     assert killed.wait() == -signal.SIGKILL
     partial = load_checkpoint(killed_run / "supernet.pt", "nas-supernet")
     assert (partial["epoch"], partial["step"]) < (6, 0)  # it really was cut short
-    assert _nas("supernet", *argv, "--out", str(killed_run)).wait() == 0
-    assert straight.wait() == 0
+    _finished(_nas("supernet", *argv, "--out", str(killed_run)))
+    _finished(straight)
     a = load_checkpoint(tmp_path / "straight" / "supernet.pt", "nas-supernet")["model"]
     b = load_checkpoint(killed_run / "supernet.pt", "nas-supernet")["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -101,7 +108,7 @@ def test_sigkill_during_search_loses_and_duplicates_no_trial(tmp_path):
     killed.send_signal(signal.SIGKILL)
     killed.wait()
     assert len(_trial_states(run)) < 30
-    assert _nas(*argv).wait() == 0
+    _finished(_nas(*argv))
     states = _trial_states(run)
     assert [n for n, _ in states] == list(range(30))
     assert all(s == "COMPLETE" for _, s in states)
