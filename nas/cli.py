@@ -156,6 +156,31 @@ def _run_train(args: argparse.Namespace) -> None:
     print(f"run directory: {result.run_dir}  (metrics.json, model.pt2)")
 
 
+def _run_groundtruth(args: argparse.Namespace) -> None:
+    from nas.groundtruth import GROUNDTRUTH_FILE, groundtruth
+
+    space, data, train = _configs(args)
+    run = groundtruth(space, data, train, args.sample, args.seeds, args.out)
+    print(f"ground truth: {run / GROUNDTRUTH_FILE}  (one row per architecture and seed)")
+
+
+def _run_correlate(args: argparse.Namespace) -> None:
+    from nas.correlate import compare_runs, correlate_run, format_report
+
+    if len(args.run_dirs) > 1 and args.out is None:
+        raise NasError("several runs need --out DIR for their across-run comparison")
+    reports = []
+    for run_dir in args.run_dirs:
+        report = correlate_run(run_dir, args.ground_truth, args.column, args.archs, args.sample,
+                               args.seed, overwrite=args.overwrite, device=args.device)
+        print(f"{run_dir}: {report['architectures']} architectures vs {report['column']} of "
+              f"{report['ground_truth']}\n{format_report(report)}\nwritten to {report['out']}")
+        reports.append(report)
+    if len(reports) > 1:
+        summary = compare_runs(reports, args.out)
+        print("across runs: " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "runs"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nas", description="Neural architecture search with "
                                      "weight-sharing supernets.")
@@ -202,6 +227,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data(trn)
     _add_training(trn, DEFAULT_TRAIN_EPOCHS)
     trn.add_argument("--out", default=None, metavar="RUN_DIR")
+    gt = command("groundtruth", "Train sampled architectures stand-alone (K seeds each) as "
+                 "ground truth for nas correlate.", _run_groundtruth)
+    _add_space(gt, required=True)
+    _add_data(gt)
+    _add_training(gt, DEFAULT_TRAIN_EPOCHS)
+    gt.add_argument("--sample", type=_positive, default=64, help="architectures (default 64)")
+    gt.add_argument("--seeds", type=_positive, default=2, help="seeds per architecture (default 2)")
+    gt.add_argument("--out", default=None, metavar="RUN_DIR")
+
+    cor = command("correlate", "Rank architectures with trained supernets and compare with "
+                  "ground truth (Kendall tau, Spearman, Pearson, top-k precision, regret).",
+                  _run_correlate)
+    cor.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    cor.add_argument("--ground-truth", required=True, metavar="CSV",
+                     help="arch,accuracy CSV (nas groundtruth) or a NAS-Bench-201 table")
+    cor.add_argument("--column", default=None, help="accuracy column (default: accuracy, or "
+                     "cifar10_test for a NAS-Bench-201 table)")
+    cor.add_argument("--archs", default=None, metavar="FILE", help="architectures to score, one a line")
+    cor.add_argument("--sample", type=_positive, default=100, help="architectures (default 100)")
+    cor.add_argument("--seed", type=_non_negative, default=0)
+    cor.add_argument("--out", default=None, metavar="DIR", help="across-run results (several runs)")
+    cor.add_argument("--overwrite", action="store_true")
+    cor.add_argument("--device", default="auto")
     return parser
 
 
