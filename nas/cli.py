@@ -77,6 +77,14 @@ def _add_training(parser: argparse.ArgumentParser, epochs: int) -> None:
                         help="checkpoint every STEPS steps as well as every epoch (0: epochs only)")
 
 
+def _add_shared(parser: argparse.ArgumentParser, *, is_space_required: bool, epochs: int) -> None:
+    """The options of every command that trains: space and skeleton, data, training, --out."""
+    _add_space(parser, required=is_space_required)
+    _add_data(parser)
+    _add_training(parser, epochs)
+    parser.add_argument("--out", default=None, metavar="RUN_DIR")
+
+
 def _add_method(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="spos", help="supernet training method (default spos)")
     parser.add_argument("--method-opt", action="append", default=[], metavar="KEY=VALUE",
@@ -85,8 +93,10 @@ def _add_method(parser: argparse.ArgumentParser) -> None:
 
 def _configs(args: argparse.Namespace):
     from nas.config import DataConfig, SpaceConfig, TrainConfig
+    from nas.data.datasets import check_data_path
 
-    data = DataConfig(path=str(Path(args.data).resolve()) if args.data else None,
+    data = DataConfig(path=str(Path(check_data_path(args.data)).resolve())
+                      if args.data is not None else None,
                       batch_size=args.batch_size)
     train = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device,
                         checkpoint_every_steps=args.checkpoint_every,
@@ -192,24 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     sup = command("supernet", "Train a weight-sharing supernet into a run directory.", _run_supernet)
-    _add_space(sup, required=True)
-    _add_data(sup)
-    _add_training(sup, DEFAULT_SUPERNET_EPOCHS)
+    _add_shared(sup, is_space_required=True, epochs=DEFAULT_SUPERNET_EPOCHS)
     _add_method(sup)
-    sup.add_argument("--out", default=None, metavar="RUN_DIR")
 
     srch = command("search", "Train a supernet (or reuse one) and search it for the best "
                    "architecture.", _run_search)
-    _add_space(srch, required=False)
-    _add_data(srch)
-    _add_training(srch, DEFAULT_SUPERNET_EPOCHS)
+    _add_shared(srch, is_space_required=False, epochs=DEFAULT_SUPERNET_EPOCHS)
     _add_method(srch)
     srch.add_argument("--supernet", default=None, metavar="RUN_DIR",
                       help="reuse the supernet of this run instead of training one")
     srch.add_argument("--searcher", default="tpe", help="tpe (default) or random")
     srch.add_argument("--trials", type=_non_negative, default=DEFAULT_TRIALS,
                       help=f"architectures to score (default {DEFAULT_TRIALS}; 0 = no search)")
-    srch.add_argument("--out", default=None, metavar="RUN_DIR")
 
     exp = command("export", "Export an architecture as a standalone PyTorch model.", _run_export)
     exp.add_argument("run_dir", metavar="RUN_DIR")
@@ -222,19 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     trn = command("train", "Train one architecture stand-alone and report test accuracy.",
                   _run_train)
-    _add_space(trn, required=True)
+    _add_shared(trn, is_space_required=True, epochs=DEFAULT_TRAIN_EPOCHS)
     trn.add_argument("--arch", required=True, help="architecture string of the space")
-    _add_data(trn)
-    _add_training(trn, DEFAULT_TRAIN_EPOCHS)
-    trn.add_argument("--out", default=None, metavar="RUN_DIR")
+
     gt = command("groundtruth", "Train sampled architectures stand-alone (K seeds each) as "
                  "ground truth for nas correlate.", _run_groundtruth)
-    _add_space(gt, required=True)
-    _add_data(gt)
-    _add_training(gt, DEFAULT_TRAIN_EPOCHS)
+    _add_shared(gt, is_space_required=True, epochs=DEFAULT_TRAIN_EPOCHS)
     gt.add_argument("--sample", type=_positive, default=64, help="architectures (default 64)")
     gt.add_argument("--seeds", type=_positive, default=2, help="seeds per architecture (default 2)")
-    gt.add_argument("--out", default=None, metavar="RUN_DIR")
 
     cor = command("correlate", "Rank architectures with trained supernets and compare with "
                   "ground truth (Kendall tau, Spearman, Pearson, top-k precision, regret).",

@@ -53,7 +53,7 @@ def load_data(path: str | Path | None) -> ImageData:
     """The dataset at `path` (see module docstring); None means the embedded digits."""
     if path is None or str(path) == "digits":
         return _load_digits()
-    path = Path(path)
+    path = Path(check_data_path(str(path)))
     if not path.exists():
         raise DataError(f"data path {str(path)!r} does not exist; give a .npz file, a "
                         f"cifar-10-batches-py directory, or omit --data for the embedded digits")
@@ -63,6 +63,14 @@ def load_data(path: str | Path | None) -> ImageData:
         return _load_npz(path)
     raise DataError(f"cannot read data {str(path)!r}: expected a .npz file or a "
                     f"cifar-10-batches-py directory")
+
+
+def check_data_path(text: str) -> str:
+    """A path the operating system can take; a NUL byte would raise deep inside `os`."""
+    if "\x00" in text or not text.strip():
+        raise DataError(f"--data {text!r} is not a usable path; give a .npz file or a "
+                        f"cifar-10-batches-py directory")
+    return text
 
 
 def _to_nchw(images: np.ndarray, what: str) -> torch.Tensor:
