@@ -56,6 +56,8 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
                         help="a .npz file or a cifar-10-batches-py directory "
                              "(default: the embedded handwritten digits)")
     parser.add_argument("--batch-size", type=_positive, default=64)
+    parser.add_argument("--train-subset", type=_positive, default=None, metavar="N",
+                        help="use a seeded subset of N training images (default: all)")
     parser.add_argument("--seed", type=_non_negative, default=0)
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
 
@@ -97,7 +99,7 @@ def _configs(args: argparse.Namespace):
 
     data = DataConfig(path=str(Path(check_data_path(args.data)).resolve())
                       if args.data is not None else None,
-                      batch_size=args.batch_size)
+                      batch_size=args.batch_size, train_subset=args.train_subset)
     train = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device,
                         checkpoint_every_steps=args.checkpoint_every,
                         **({"lr": args.lr} if args.lr else {}))

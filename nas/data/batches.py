@@ -12,7 +12,7 @@ from typing import Iterator
 import torch
 
 from nas.data.datasets import ImageData
-from nas.errors import ConfigError
+from nas.errors import ConfigError, DataError
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images (B,C,H,W) float, labels, indices
 
@@ -22,21 +22,32 @@ class DataConfig:
     path: str | None = None        # None: the embedded digits
     val_fraction: float = 0.2      # share of the training set held out to score architectures
     split_seed: int = 0            # fixed, so every run searches on the same validation images
+    train_subset: int | None = None  # use only this many training images (drawn with split_seed)
     batch_size: int = 64           # DARTS / GM-NAS search batch size
     eval_batch_size: int = 256
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
+        if self.train_subset is not None and self.train_subset < 2:
+            raise ConfigError(f"train_subset must be >= 2 images, got {self.train_subset}")
         if self.batch_size < 2 or self.eval_batch_size < 1:
             raise ConfigError(f"batch_size must be >= 2 (BatchNorm needs 2 samples), got "
                               f"{self.batch_size}")
 
 
 def split_train(data: ImageData, config: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of (supernet-train, search-validation) within `data.x_train`."""
+    """Indices of (supernet-train, search-validation) within `data.x_train`.
+
+    With `train_subset`, both come from a seeded subset of that many training images.
+    """
     generator = torch.Generator().manual_seed(config.split_seed)
     order = torch.randperm(len(data.x_train), generator=generator)
+    if config.train_subset is not None:
+        if config.train_subset > len(order):
+            raise DataError(f"--train-subset {config.train_subset} exceeds the {len(order)} "
+                            f"training images of {data.name}")
+        order = order[:config.train_subset]
     n_val = max(1, int(round(len(order) * config.val_fraction)))
     return order[n_val:], order[:n_val]
 
@@ -121,7 +132,7 @@ def make_splits(data: ImageData, config: DataConfig, seed: int, device: str = "c
     mean, std = channel_stats(data.x_train[train_idx])
     common = dict(mean=mean, std=std, device=device)
     flip = data.is_flip_invariant
-    all_train = torch.arange(len(data.x_train))
+    all_train = torch.cat([train_idx, val_idx]).sort().values  # every non-test image in use
     return DataSplits(
         data=data,
         train=BatchSource(data.x_train, data.y_train, train_idx, batch_size=config.batch_size,

@@ -119,3 +119,16 @@ def test_epochs_are_reproducible_and_differ():
     assert all(torch.equal(p, q) for p, q in zip(a, b))
     assert not torch.equal(a[0], c[0])
     assert len(a) == len(splits.train) == len(splits.train.indices) // 32
+
+
+def test_training_subset_is_seeded_and_feeds_every_split():
+    data = load_data(None)
+    config = DataConfig(train_subset=500)
+    train, val = split_train(data, config)
+    assert len(train) + len(val) == 500 and len(val) == 100
+    again = split_train(data, config)
+    assert torch.equal(train, again[0]) and torch.equal(val, again[1])
+    splits = make_splits(data, config, seed=0)
+    assert set(splits.full_train.indices.tolist()) == set(train.tolist()) | set(val.tolist())
+    with pytest.raises(DataError, match="exceeds the 1438 training images"):
+        split_train(data, DataConfig(train_subset=5000))
