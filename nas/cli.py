@@ -74,7 +74,11 @@ def _add_space(parser: argparse.ArgumentParser, required: bool) -> None:
 def _add_training(parser: argparse.ArgumentParser, epochs: int) -> None:
     parser.add_argument("--epochs", type=_non_negative, default=epochs)
     parser.add_argument("--lr", type=_positive_float, default=None,
-                        help="initial learning rate of the cosine schedule (default 0.05)")
+                        help="initial learning rate (default 0.05)")
+    parser.add_argument("--lr-schedule", choices=("cosine", "linear", "constant"),
+                        default="cosine", help="learning-rate decay per step (default cosine)")
+    parser.add_argument("--warmup-epochs", type=_non_negative, default=0, metavar="N",
+                        help="linear learning-rate warm-up epochs (default 0)")
     parser.add_argument("--checkpoint-every", type=_non_negative, default=100, metavar="STEPS",
                         help="checkpoint every STEPS steps as well as every epoch (0: epochs only)")
 
@@ -88,7 +92,9 @@ def _add_shared(parser: argparse.ArgumentParser, *, is_space_required: bool, epo
 
 
 def _add_method(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", default="spos", help="supernet training method (default spos)")
+    parser.add_argument("--method", default="spos",
+                        help="supernet training method: alphanet, fewshot, gmnas, pada or spos "
+                             "(default spos)")
     parser.add_argument("--method-opt", action="append", default=[], metavar="KEY=VALUE",
                         help="a method option, checked against the method's settings; repeatable")
 
@@ -102,6 +108,7 @@ def _configs(args: argparse.Namespace):
                       batch_size=args.batch_size, train_subset=args.train_subset)
     train = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device,
                         checkpoint_every_steps=args.checkpoint_every,
+                        lr_schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
                         **({"lr": args.lr} if args.lr else {}))
     space = SpaceConfig(args.space, args.width, args.cells) if args.space is not None else None
     return space, data, train

@@ -1,8 +1,6 @@
 """Training one architecture stand-alone, through the same loop as supernets."""
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,32 +9,21 @@ from nas.results import RunDir, atomic_torch_save, load_checkpoint
 from nas.supernet_run import Context
 from search_spaces import Architecture
 from supernets import TrainConfig, accuracy, train
+from supernets.loop import StepMethod
 
 MODEL_CHECKPOINT_FORMAT = "nas-standalone"
 
 
-class StandaloneStep:
+class StandaloneStep(StepMethod):
     """The loop's step for a plain model: cross-entropy on its own output, no sampling."""
 
     name = "standalone"
-
-    def on_epoch_start(self, epoch: int, epochs: int) -> None:
-        """Nothing scheduled."""
 
     def train_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                    sample_ids: torch.Tensor) -> float:
         loss = F.cross_entropy(model(images), labels)
         loss.backward()
         return float(loss.detach())
-
-    def on_epoch_end(self, epoch: int) -> None:
-        """Nothing updated."""
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Stateless."""
 
 
 def train_model(run: RunDir, arch: Architecture, context: Context,

@@ -5,7 +5,7 @@ can never be evaluated as another space's or another method's supernet.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,7 +16,7 @@ from nas.data import DataSplits, load_data, make_splits
 from nas.errors import CheckpointError, ConfigError
 from nas.results import RunDir, atomic_torch_save, load_checkpoint
 from search_spaces import Architecture, SearchSpace, Skeleton, Supernet, get_space
-from supernets import METHODS, accuracy, recalibrate_batchnorm, train
+from supernets import METHODS, TrainingMethod, accuracy, recalibrate_batchnorm, train
 from nas.config import parse_options
 
 SUPERNET_FORMAT = "nas-supernet"
@@ -41,6 +41,7 @@ class Context:
     space: SearchSpace
     splits: DataSplits
     device: str
+    bn_mode: str = "recalibrate"  # how a supernet's paths are scored (see MethodConfig.bn_mode)
 
 
 def build_context(space: SpaceConfig, data: DataConfig, seed: int, device: str) -> Context:
@@ -72,14 +73,22 @@ def _check_header(state: Mapping[str, Any], expected: Mapping[str, Any], path: P
                                   f"needs {expected[key]!r}")
 
 
+def build_method(settings: Mapping[str, Any], space: SearchSpace) -> TrainingMethod:
+    """The training method a run's settings name, with its recorded options."""
+    method_class = METHODS.get(settings["method"]["name"])
+    try:
+        config = method_class.config_class(**settings["method"]["options"])
+    except TypeError as error:
+        raise ConfigError(f"the run's method options do not fit {method_class.name}: {error}") from None
+    return method_class(space, config, seed=int(settings["train"]["seed"]))
+
+
 def train_supernet_in(run: RunDir, settings: Mapping[str, Any], context: Context) -> Supernet:
     """Train (or resume training) the supernet of `settings` into `run/supernet.pt`."""
     train_config = TrainConfig(**settings["train"])
-    method_class = METHODS.get(settings["method"]["name"])
-    method = method_class(context.space, method_class.config_class(**settings["method"]["options"]),
-                          seed=train_config.seed)
+    method = build_method(settings, context.space)
     torch.manual_seed(train_config.seed)  # initial weights are part of what --seed fixes
-    supernet = context.space.build_supernet().to(context.device)
+    supernet = method.build_supernet().to(context.device)
     header = _checkpoint_header(context, settings)
     path = run / SUPERNET_FILE
     resume_from = None
@@ -109,13 +118,15 @@ def load_supernet(run_path: str | Path, device: str = "auto") -> tuple[Context, 
     train_config = TrainConfig(**settings["train"])
     context = build_context(SpaceConfig(**settings["space"]), DataConfig(**settings["data"]),
                             train_config.seed, device)
+    method = build_method(settings, context.space)
+    context = replace(context, bn_mode=method.config.bn_mode)
     path = run / SUPERNET_FILE
     state = load_checkpoint(path, SUPERNET_FORMAT)
     _check_header(state, _checkpoint_header(context, settings), path)
     if int(state["epoch"]) < train_config.epochs:
         raise CheckpointError(f"supernet training in {run.path} stopped at epoch {state['epoch']} of "
                               f"{train_config.epochs}; rerun its command to resume it")
-    supernet = context.space.build_supernet()
+    supernet = method.build_supernet()
     try:
         supernet.load_state_dict(state["model"])
     except RuntimeError as error:
@@ -131,6 +142,10 @@ def calibrate_for(supernet: Supernet, arch: Architecture, context: Context, batc
 
 def score_architecture(supernet: Supernet, arch: Architecture, context: Context,
                        calibration_batches: int) -> float:
-    """Validation accuracy (%) of `arch` with inherited weights, after BN recalibration."""
+    """Validation accuracy (%) of `arch` with inherited weights, after BN recalibration (or
+    with batch statistics, if the supernet's method says so)."""
+    if context.bn_mode == "batch-stats":
+        return accuracy(supernet, lambda x: supernet(x, arch), context.splits.val.epoch(0),
+                        batch_statistics=True)
     calibrate_for(supernet, arch, context, calibration_batches)
     return accuracy(supernet, lambda x: supernet(x, arch), context.splits.val.epoch(0))

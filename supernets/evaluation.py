@@ -6,6 +6,9 @@ architecture. Before an architecture is evaluated its statistics are therefore r
 BatchNorm is reset and fed a fixed set of training batches in train mode with `momentum=None`
 (an exact cumulative average), as SPOS does (megvii SinglePathOneShot `tester.py`, 200 batches;
 AlphaNet `post_bn_calibration_batch_num` 64). Weights are untouched.
+
+The alternative policy (`batch_statistics=True` in `accuracy`) normalises each evaluation batch
+by its own statistics, as supernets built without running statistics do (PA&DA, Few-Shot NAS).
 """
 from __future__ import annotations
 
@@ -44,15 +47,27 @@ def recalibrate_batchnorm(module: nn.Module, forward: Forward, batches: Iterable
 
 
 @torch.no_grad()
-def accuracy(module: nn.Module, forward: Forward, batches: Iterable) -> float:
-    """Top-1 accuracy in percent of `forward` over `batches`, in eval mode."""
+def accuracy(module: nn.Module, forward: Forward, batches: Iterable, *,
+             batch_statistics: bool = False) -> float:
+    """Top-1 accuracy in percent of `forward` over `batches`, in eval mode.
+
+    With `batch_statistics` every BatchNorm normalises by the batch's own statistics (train
+    mode with momentum 0, so the stored running statistics stay as they were).
+    """
     was_training = module.training
     module.eval()
+    layers = batchnorms(module) if batch_statistics else []
+    momenta = [bn.momentum for bn in layers]
+    for bn in layers:
+        bn.train()
+        bn.momentum = 0.0
     correct = total = 0
     try:
         for images, labels, *_rest in batches:
             correct += int((forward(images).argmax(dim=1) == labels).sum())
             total += len(labels)
     finally:
+        for bn, momentum in zip(layers, momenta):
+            bn.momentum = momentum
         module.train(was_training)
     return 100.0 * correct / max(total, 1)

@@ -1,14 +1,18 @@
 """The one training loop. Supernet methods and stand-alone training both run through `train`.
 
-It owns what every method shares: SGD with a per-step cosine schedule (linear warm-up optional),
-gradient clipping, the NaN guard, the progress bar, TensorBoard scalars and a checkpoint at the
-end of every epoch. What is trained on each batch is the method's `train_step`.
+It owns what every method shares: SGD with a per-step learning-rate schedule (cosine by default,
+linear warm-up optional), gradient clipping, the NaN guard, the progress bar, TensorBoard scalars
+and checkpoints. What is trained on each batch is the method's `train_step`; a method may also
+reweight the data (`data_distribution`), clip differently (`clip_gradients`) and act on the
+model and optimiser between epochs (`setup` hands them over).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator, Mapping, Protocol
+from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, Sequence
+
+import numpy as np
 
 import torch
 from torch import nn
@@ -26,6 +30,9 @@ class TrainConfig:
     weight_decay: float = 2.5e-4   # PA&DA NB201 supernet
     grad_clip_norm: float = 5.0    # DARTS / PA&DA clip gradient norm to 5
     warmup_epochs: int = 0         # NB201 trains without warm-up
+    # How to Train Your Super-Net: the schedule matters more than most heuristics. Cosine is what
+    # NB201, SPOS-on-NB201 (PA&DA), Few-Shot NAS and GM-NAS use; SPOS on ImageNet decays linearly.
+    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
     seed: int = 0
     device: str = "cpu"
     checkpoint_every_steps: int = 100  # also at every epoch end; 0 = only at epoch ends
@@ -35,6 +42,9 @@ class TrainConfig:
             raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.lr_schedule not in ("cosine", "linear", "constant"):
+            raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; choose cosine, linear "
+                              f"or constant")
         if not 0 <= self.warmup_epochs <= max(self.epochs, 0):
             raise ConfigError(f"warmup_epochs must lie in [0, epochs={self.epochs}], got "
                               f"{self.warmup_epochs}")
@@ -44,27 +54,65 @@ class TrainConfig:
 
 
 class Batches(Protocol):
+    indices: torch.Tensor  # dataset indices of the images an epoch draws from
+
     def __len__(self) -> int: ...
-    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]: ...
+    def epoch(self, epoch: int, probabilities: np.ndarray | None = None
+              ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]: ...
 
 
-class StepMethod(Protocol):
-    """What the loop needs of a method (see `supernets.methods.base.TrainingMethod`)."""
+class StepMethod:
+    """What the loop asks of whatever it trains with, and the defaults of the optional parts.
 
-    def on_epoch_start(self, epoch: int, epochs: int) -> None: ...  # idempotent: runs again on resume
+    Subclassed by `supernets.methods.base.TrainingMethod` and `nas.standalone.StandaloneStep`.
+    Order, per run: `setup(model, optimizer, batches)` once, after any resumed state is loaded;
+    per epoch `on_epoch_start(epoch, epochs)` (idempotent: it runs again for the epoch a resumed
+    run continues), `data_distribution()`, then per batch `train_step` (forward and backward)
+    and `clip_gradients`, and finally `on_epoch_end(epoch)`.
+    """
+
+    name = "step"
+
+    def setup(self, model: nn.Module, optimizer: torch.optim.Optimizer, batches: Batches) -> None:
+        """Default: nothing to hold on to."""
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        """Default: nothing scheduled."""
+
+    def data_distribution(self) -> np.ndarray | None:
+        """Probabilities over `batches.indices` to draw this epoch's images from, with
+        replacement; None (default) is a plain shuffle, each image once."""
+        return None
+
     def train_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                   sample_ids: torch.Tensor) -> float: ...
-    def on_epoch_end(self, epoch: int) -> None: ...
-    def state_dict(self) -> dict[str, Any]: ...
-    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+                   sample_ids: torch.Tensor) -> float:
+        raise NotImplementedError
+
+    def clip_gradients(self, parameters: Sequence[torch.Tensor], max_norm: float) -> None:
+        """Default: clip the global gradient norm (DARTS, SPOS-on-NB201, PA&DA: 5)."""
+        if max_norm > 0:
+            nn.utils.clip_grad_norm_([p for p in parameters if p.grad is not None], max_norm)
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Default: nothing updated."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Default: stateless."""
 
 
-def _cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+def _schedule(kind: str, total_steps: int, warmup_steps: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
-        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        progress = min((step - warmup_steps) / max(1, total_steps - warmup_steps), 1.0)
+        if kind == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+        if kind == "linear":
+            return 1.0 - progress
+        return 1.0
 
     return factor
 
@@ -72,8 +120,8 @@ def _cosine_with_warmup(total_steps: int, warmup_steps: int) -> Callable[[int], 
 def build_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int):
     optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                                 nesterov=config.nesterov, weight_decay=config.weight_decay)
-    schedule = _cosine_with_warmup(config.epochs * steps_per_epoch,
-                                   config.warmup_epochs * steps_per_epoch)
+    schedule = _schedule(config.lr_schedule, config.epochs * steps_per_epoch,
+                         config.warmup_epochs * steps_per_epoch)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
@@ -105,6 +153,7 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
         start_epoch, start_step = int(resume_from["epoch"]), int(resume_from.get("step", 0))
     else:
         torch.manual_seed(config.seed)
+    method.setup(model, optimizer, batches)
     model.train()
     # Walking a supernet's module tree costs ~10 ms a step (thousands of candidate tensors);
     # list the parameters once and clip only those the step touched.
@@ -126,7 +175,8 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
     try:
         for epoch in range(start_epoch, config.epochs):
             method.on_epoch_start(epoch, config.epochs)
-            for step, (images, labels, ids) in enumerate(batches.epoch(epoch)):
+            epoch_batches = batches.epoch(epoch, method.data_distribution())
+            for step, (images, labels, ids) in enumerate(epoch_batches):
                 if epoch == start_epoch and step < start_step:
                     continue  # done before the resume; its batch was drawn to replay the RNG
                 global_step = epoch * steps_per_epoch + step
@@ -136,9 +186,7 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
                     raise TrainingError(f"loss became {loss} at epoch {epoch} step {step} "
                                         f"(global step {global_step}); the last checkpoint is "
                                         f"{last_saved}; lower the learning rate")
-                if config.grad_clip_norm > 0:
-                    nn.utils.clip_grad_norm_([p for p in parameters if p.grad is not None],
-                                             config.grad_clip_norm)
+                method.clip_gradients(parameters, config.grad_clip_norm)
                 optimizer.step()
                 scheduler.step()
                 if log_scalar is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from nas.data.datasets import ImageData
@@ -80,10 +81,20 @@ class BatchSource:
         n = len(self.indices)
         return n // self.batch_size if self.is_training else -(-n // self.batch_size)
 
-    def epoch(self, epoch: int = 0) -> Iterator[Batch]:
+    def epoch(self, epoch: int = 0, probabilities: np.ndarray | None = None) -> Iterator[Batch]:
+        """The epoch's batches. With `probabilities` (one per image of `indices`) the epoch is
+        len(indices) draws with replacement from them (PA&DA's data sampling), else a shuffle."""
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         order = self.indices
-        if self.is_training:
+        if probabilities is not None:
+            weights = torch.as_tensor(np.asarray(probabilities, dtype=np.float64))
+            if weights.shape != (len(order),) or not bool(torch.isfinite(weights).all()) \
+                    or bool((weights < 0).any()) or not float(weights.sum()) > 0:
+                raise ValueError(f"data probabilities must be {len(order)} finite non-negative "
+                                 f"numbers with a positive sum")
+            order = order[torch.multinomial(weights, len(order), replacement=True,
+                                            generator=generator)]
+        elif self.is_training:
             order = order[torch.randperm(len(order), generator=generator)]
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             chosen = order[start:start + self.batch_size]

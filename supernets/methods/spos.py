@@ -3,27 +3,48 @@
 Each step trains one path drawn uniformly (one choice per decision) with cross-entropy. Paths
 not taken get no gradient; the loop zeroes gradients to None so SGD's momentum and weight decay
 leave unused choices untouched, as the official code does by setting all-zero gradients to None.
+
+`paths` > 1 accumulates the gradients of that many uniform paths on the same batch before one
+optimiser step (the "number of paths per step" heuristic of How to Train Your Super-Net; FairNAS
+uses as many paths as candidates). The loss is averaged over the paths so the learning rate
+means the same for every setting.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from nas.errors import ConfigError
 from search_spaces.base import Sampler, Supernet
 from search_spaces.uniform import UniformSampler
-from supernets.methods.base import TrainingMethod
+from supernets.methods.base import MethodConfig, TrainingMethod
+
+
+@dataclass(frozen=True)
+class SPOSConfig(MethodConfig):
+    paths: int = 1  # SPOS: one path per step
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.paths < 1:
+            raise ConfigError(f"paths must be >= 1, got {self.paths}")
 
 
 class SPOS(TrainingMethod):
     name = "spos"
+    config_class = SPOSConfig
 
     def build_sampler(self) -> Sampler:
         return UniformSampler(self.space, self.seed)
 
     def train_step(self, supernet: Supernet, images: torch.Tensor, labels: torch.Tensor,
                    sample_ids: torch.Tensor) -> float:
-        (arch,) = self.sampler.ask(1)
-        loss = F.cross_entropy(supernet(images, arch), labels,
-                               label_smoothing=self.config.label_smoothing)
-        loss.backward()
-        return float(loss.detach())
+        total = 0.0
+        for arch in self.sampler.ask(self.config.paths):
+            loss = F.cross_entropy(supernet(images, arch), labels,
+                                   label_smoothing=self.config.label_smoothing) / self.config.paths
+            loss.backward()
+            total += float(loss.detach())
+        return total

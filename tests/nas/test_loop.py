@@ -8,7 +8,8 @@ import torch
 from nas.data import DataConfig, load_data, make_splits
 from nas.errors import TrainingError
 from search_spaces import Skeleton, get_space
-from supernets import METHODS, MethodConfig, TrainConfig, train
+from supernets import METHODS, TrainConfig, train
+from supernets.loop import StepMethod
 
 SKELETON = Skeleton(1, 10, 8, width=4, cells=1)
 
@@ -16,7 +17,7 @@ SKELETON = Skeleton(1, 10, 8, width=4, cells=1)
 def _setup(seed=0):
     space = get_space("nb201", SKELETON)
     splits = make_splits(load_data(None), DataConfig(batch_size=128), seed)
-    method = METHODS.get("spos")(space, MethodConfig(), seed=seed)
+    method = METHODS.get("spos")(space, seed=seed)
     torch.manual_seed(seed)
     return space, space.build_supernet(), method, splits
 
@@ -43,11 +44,7 @@ def _copy(state):
 
 
 def test_nan_loss_stops_with_the_step_named():
-    class Exploding:
-        def on_epoch_start(self, epoch, epochs): ...
-        def on_epoch_end(self, epoch): ...
-        def state_dict(self): return {}
-        def load_state_dict(self, state): ...
+    class Exploding(StepMethod):
 
         def train_step(self, model, images, labels, ids):
             return float("nan")

@@ -21,7 +21,7 @@ from nas.data import DataConfig, load_data, make_splits
 from nas.errors import CheckpointError
 from nas.results import load_checkpoint
 from search_spaces import Skeleton, get_space
-from supernets import METHODS, MethodConfig, TrainConfig, train
+from supernets import METHODS, TrainConfig, train
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--space", "nb201", "--width", "4", "--cells", "1"]
@@ -31,7 +31,7 @@ def _fresh(seed=0):
     space = get_space("nb201", Skeleton(1, 10, 8, width=4, cells=1))
     splits = make_splits(load_data(None), DataConfig(batch_size=64), seed)
     torch.manual_seed(seed)
-    return space.build_supernet(), METHODS.get("spos")(space, MethodConfig(), seed), splits
+    return space.build_supernet(), METHODS.get("spos")(space, seed=seed), splits
 
 
 def test_resume_from_any_mid_epoch_checkpoint_is_bit_identical():
