@@ -48,7 +48,10 @@ def from_dict(cls: type[C], values: dict[str, Any]) -> C:
 
 
 def _convert(text: str, annotation: Any, key: str) -> Any:
-    kinds = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    if typing.get_origin(annotation) is typing.Literal:
+        kinds = [annotation]  # its arguments are the allowed values, not types
+    else:
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
     if text.lower() == "none" and type(None) in typing.get_args(annotation):
         return None
     for kind in kinds:
@@ -61,8 +64,10 @@ def _convert(text: str, annotation: Any, key: str) -> Any:
                 continue
             if kind in (int, float, str):
                 return kind(text)
-            if typing.get_origin(kind) is typing.Literal and text in typing.get_args(kind):
-                return text
+            if typing.get_origin(kind) is typing.Literal:
+                if text in typing.get_args(kind):
+                    return text
+                continue
         except ValueError:
             continue
     raise ConfigError(f"option {key}={text!r} is not a valid {annotation}")

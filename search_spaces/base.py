@@ -129,6 +129,18 @@ class SearchSpace(ABC):
     def canonical_values(self, values: tuple[Choice, ...]) -> tuple[Choice, ...]:
         return values
 
+    def largest(self) -> Architecture:
+        """The subnet with the most parameters and FLOPs: the sandwich rule's teacher
+        (BigNAS / AlphaNet `sample_max_subnet`). A space documents its choice when it defines one."""
+        raise ConfigError(f"space {self.name} defines no largest subnet; the sandwich rule needs "
+                          f"them")
+
+    def smallest(self) -> Architecture:
+        """The subnet with the fewest parameters and FLOPs that still computes something
+        (BigNAS / AlphaNet `sample_min_subnet`), the last path of a sandwich-rule step."""
+        raise ConfigError(f"space {self.name} defines no smallest subnet; the sandwich rule needs "
+                          f"them")
+
     # ---- shared behaviour -----------------------------------------------------------------
     def architecture(self, values: Sequence[Choice] | Mapping[str, Choice]) -> Architecture:
         if isinstance(values, Mapping):

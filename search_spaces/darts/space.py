@@ -15,7 +15,7 @@ with each node's pairs sorted by input; `parse` also reads genotypes as publishe
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 from search_spaces.base import Architecture, Choice, Decision, SearchSpace
 from search_spaces.darts.genotype import (CELL_TYPES, NODES, Genotype, format_genotype,
@@ -55,6 +55,34 @@ class DartsSpace(SearchSpace):
     def genotype(self, arch: Architecture) -> Genotype:
         """DARTS's `Genotype` namedtuple of `arch`, for code written against quark0/darts."""
         return genotype_of(self.check(arch).values)
+
+    def largest(self) -> Architecture:
+        """Every op `sep_conv_5x5`, node k reading (k-2, k-1): the deepest cell of the op with
+        the most parameters and FLOPs (two stacked depthwise-5x5 + pointwise layers). `params_m`
+        on Skeleton(3, 10, 8, width=4, cells=3): 19,670 all-`sep_conv_5x5` vs 10,934 for the
+        runner-up `dil_conv_5x5`. For `sep_conv_5x5` the input pairs change neither count (a
+        stride-2 op on a reduction cell's input costs what a stride-1 op on a reduced node
+        does), so the chain is chosen for depth: four separable convolutions in sequence."""
+        return self._uniform(lambda k: (k - 2, k - 1), {"normal": "sep_conv_5x5",
+                                                        "reduce": "sep_conv_5x5"})
+
+    def smallest(self) -> Architecture:
+        """Every node reads the two cell inputs (0, 1); normal cells `skip_connect` (identity),
+        reduction cells `max_pool_3x3`. Both cost zero parameters and zero counted FLOPs, so the
+        network holds only stem, preprocessing and classifier. In a reduction cell every edge
+        from (0, 1) has stride 2, where `skip_connect` is a FactorizedReduce with C^2 weights
+        (same skeleton: 5,142 parameters all-skip vs 2,198 here), so max-pooling is the
+        free op that still passes information; `avg_pool_3x3` ties on both counts and would do
+        as well. `skip_connect` is kept in normal cells: identity does no work at all, where
+        pooling still does (uncounted) comparisons."""
+        return self._uniform(lambda k: (0, 1), {"normal": "skip_connect",
+                                                "reduce": "max_pool_3x3"})
+
+    def _uniform(self, pair: Callable[[int], tuple[int, int]],
+                 ops: Mapping[str, str]) -> Architecture:
+        """One op per cell type on both inputs of every node, inputs `pair(k)` for node k."""
+        return self.architecture([value for cell in CELL_TYPES for k in NODES
+                                  for value in (pair(k), ops[cell], ops[cell])])
 
     def build_supernet(self) -> DartsSupernet:
         return DartsSupernet(self)

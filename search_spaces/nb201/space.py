@@ -95,6 +95,18 @@ class NB201Space(SearchSpace):
             ops.append(op)
         return ops
 
+    # ---- the sandwich rule's extremes -------------------------------------------------
+    def largest(self) -> Architecture:
+        """Every edge `nor_conv_3x3`: the most parameters and FLOPs of the 15,625 cells."""
+        return self.architecture(["nor_conv_3x3"] * len(EDGES))
+
+    def smallest(self) -> Architecture:
+        """Every edge `skip_connect`: zero cell parameters and FLOPs, yet the cell passes its
+        input on (node 3 sums four identity paths). `none` everywhere costs the same but
+        outputs zeros, so the network would ignore its input and a student taught through it
+        learns nothing; `avg_pool_3x3` is also free of both but does work skip does not."""
+        return self.architecture(["skip_connect"] * len(EDGES))
+
     # ---- networks -----------------------------------------------------------------------
     def build_supernet(self) -> NB201Supernet:
         return NB201Supernet(self)

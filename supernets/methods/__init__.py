@@ -2,10 +2,18 @@
 from __future__ import annotations
 
 from nas.registry import Registry
+from supernets.methods.alphanet import AlphaNet
 from supernets.methods.base import MethodConfig, TrainingMethod
+from supernets.methods.fewshot import FewShot
+from supernets.methods.gmnas import GMNAS
+from supernets.methods.pada import PADA
 from supernets.methods.spos import SPOS
 
 METHODS: Registry[type[TrainingMethod]] = Registry("method")
 METHODS.register("spos")(SPOS)
+METHODS.register("alphanet")(AlphaNet)
+METHODS.register("fewshot")(FewShot)
+METHODS.register("gmnas")(GMNAS)
+METHODS.register("pada")(PADA)
 
 __all__ = ["METHODS", "MethodConfig", "SPOS", "TrainingMethod"]

@@ -1,0 +1,129 @@
+"""What Few-Shot NAS and GM-NAS share: a supernet that is split into sub-supernets mid-training.
+
+Training runs as SPOS until the first split epoch; then, at each split epoch, every current
+sub-supernet's region is split on one decision (`plan_split`, the methods' difference) and the
+new sub-supernets start from the parent's weights and its SGD momentum (weight transfer, as
+both official codes copy weights and optimiser state). After a split each step first picks a
+sub-supernet uniformly, then a path uniformly inside its region, so every sub-supernet trains
+for the same number of steps, as in the official codes where each trains for the same epochs.
+The total number of steps is the run's, so methods compare at an equal training budget.
+"""
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nas.errors import ConfigError
+from search_spaces.base import Architecture, Sampler, SearchSpace, Supernet
+from supernets.methods.base import TrainingMethod
+from supernets.partitioned import PartitionedSupernet, Region
+
+
+class RegionSampler(Sampler):
+    """A sub-supernet uniformly, then each decision uniformly over the region's choices."""
+
+    def __init__(self, space: SearchSpace, seed: int) -> None:
+        self.space = space
+        self.rng = np.random.default_rng(seed)
+        self.regions: Sequence[Region] = [Region(0)]
+
+    def ask(self, n: int = 1) -> list[Architecture]:
+        return [self.regions[int(self.rng.integers(len(self.regions)))].sample(self.space, self.rng)
+                for _ in range(n)]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
+def split_epochs(fractions: Sequence[float], epochs: int) -> list[int]:
+    """The epochs (at whose start) splits happen: each fraction of the run, rounded down."""
+    return [min(epochs, math.floor(f * epochs + 1e-9)) for f in fractions]
+
+
+def parse_fractions(text: str, what: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ConfigError(f"{what} must be comma-separated fractions of the run such as "
+                          f"0.25,0.5; got {text!r}") from None
+    if not values or any(not 0 <= v < 1 for v in values) or list(values) != sorted(values):
+        raise ConfigError(f"{what} must be increasing fractions in [0, 1), got {text!r}")
+    return values
+
+
+def find_decision(space: SearchSpace, name: str) -> int:
+    names = [d.name for d in space.decisions]
+    if name not in names:
+        raise ConfigError(f"{space.name} has no decision {name!r}; decisions: {', '.join(names)}")
+    return names.index(name)
+
+
+class SplitTraining(TrainingMethod):
+    """Base of the splitting methods; subclasses say how many splits, when, and on what."""
+
+    def build_sampler(self) -> Sampler:
+        return RegionSampler(self.space, self.seed)
+
+    def build_supernet(self) -> PartitionedSupernet:
+        return PartitionedSupernet(self.space, self.capacity())
+
+    @abstractmethod
+    def capacity(self) -> int:
+        """The most sub-supernets the split plan can make."""
+
+    @abstractmethod
+    def split_fractions(self) -> Sequence[float]:
+        """When each round of splits happens, as fractions of the run."""
+
+    @abstractmethod
+    def plan_split(self, supernet: PartitionedSupernet, region_index: int,
+                   level: int) -> tuple[int, list[list[int]]] | None:
+        """The decision to split a region on and the groups of its choices; None: leave it."""
+
+    def setup(self, model, optimizer, batches) -> None:
+        super().setup(model, optimizer, batches)
+        if not isinstance(model, PartitionedSupernet):
+            raise ConfigError(f"{self.name} trains a split supernet; build it with the method's "
+                              f"build_supernet()")
+        self.sampler.regions = model.regions
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        """Make the rounds of splits due by `epoch` that the supernet has not made yet, so a
+        resumed run (whose checkpoint holds the regions) does not split twice."""
+        supernet = self.model
+        for level, at in enumerate(split_epochs(self.split_fractions(), epochs)):
+            if level < supernet.levels_done or at > epoch:
+                continue
+            for region_index in range(len(supernet.regions)):
+                plan = self.plan_split(supernet, region_index, level)
+                if plan is not None:
+                    self._split(supernet, region_index, *plan)
+            supernet.levels_done = level + 1
+        self.sampler.regions = supernet.regions
+
+    def _split(self, supernet: PartitionedSupernet, region_index: int, decision: int,
+               groups: list[list[int]]) -> None:
+        parent = supernet.parts[supernet.regions[region_index].part]
+        for new_index in supernet.split(region_index, decision, groups)[1:]:
+            child = supernet.parts[supernet.regions[new_index].part]
+            for source, target in zip(parent.parameters(), child.parameters()):
+                state = self.optimizer.state.get(source)
+                if state:
+                    self.optimizer.state[target] = {k: v.clone() if torch.is_tensor(v) else v
+                                                    for k, v in state.items()}
+
+    def train_step(self, supernet: Supernet, images: torch.Tensor, labels: torch.Tensor,
+                   sample_ids: torch.Tensor) -> float:
+        (arch,) = self.sampler.ask(1)
+        loss = F.cross_entropy(supernet(images, arch), labels,
+                               label_smoothing=self.config.label_smoothing)
+        loss.backward()
+        return float(loss.detach())
