@@ -129,6 +129,12 @@ class SearchSpace(ABC):
     def canonical_values(self, values: tuple[Choice, ...]) -> tuple[Choice, ...]:
         return values
 
+    def is_always_active(self, decision: int) -> bool:
+        """Whether decision `decision` (an index) matters in every architecture, i.e. no
+        `canonical_values` ever overwrites it. Splitting a supernet (Few-Shot, GM-NAS) on a
+        decision that can be inactive would send architectures to no region or the wrong one."""
+        return True
+
     def largest(self) -> Architecture:
         """The subnet with the most parameters and FLOPs: the sandwich rule's teacher
         (BigNAS / AlphaNet `sample_max_subnet`). A space documents its choice when it defines one."""

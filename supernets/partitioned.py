@@ -12,6 +12,7 @@ the module's extra state, saved in its state_dict, so a checkpoint restores its 
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import numpy as np
@@ -37,18 +38,12 @@ class Region:
 
     def size(self, space: SearchSpace) -> int:
         """Number of choice combinations in the region (before any canonicalisation)."""
-        return int(np.prod([len(self.choices(space, d)) for d in range(len(space.decisions))],
-                           dtype=np.float64))
+        return math.prod(len(self.choices(space, d)) for d in range(len(space.decisions)))
 
     def sample(self, space: SearchSpace, rng: np.random.Generator) -> Architecture:
         """Uniform inside the region: each decision uniform over its allowed choices."""
         return space.from_indices([int(rng.choice(self.choices(space, d)))
                                    for d in range(len(space.decisions))])
-
-    def describe(self, space: SearchSpace) -> str:
-        parts = [f"{space.decisions[d].name} in {{{', '.join(str(space.decisions[d].choices[i]) for i in allowed)}}}"
-                 for d, allowed in sorted(self.allowed.items())]
-        return "; ".join(parts) or "the whole space"
 
     def to_state(self) -> list[Any]:
         return [self.part, [[d, list(allowed)] for d, allowed in sorted(self.allowed.items())]]
@@ -98,6 +93,9 @@ class PartitionedSupernet(Supernet):
         GM-NAS). Returns the indices of the regions now covering the parent's architectures.
         """
         region = self.regions[region_index]
+        if not self.space.is_always_active(decision):
+            raise ConfigError(f"cannot split on {self.space.decisions[decision].name}: some "
+                              f"architectures ignore it; choose a decision every architecture uses")
         allowed = set(region.choices(self.space, decision))
         flat = [i for group in groups for i in group]
         if sorted(flat) != sorted(allowed) or len(groups) < 2 or any(not g for g in groups):

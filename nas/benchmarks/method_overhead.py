@@ -7,7 +7,9 @@
    epochs on the same images, the same skeleton and the same seed, method runs alternating with
    SPOS runs so drifts in machine load hit both; median over `--repeats`. PA&DA's extra work
    (per-sample logit-gradient norms, per-candidate gradient norms, the epoch-end updates and
-   weighted data draws) is inside these epochs. Goal for PA&DA: <= 1.10.
+   weighted data draws) is inside these epochs. Goal for PA&DA: <= 1.10. Its sampled paths
+   differ from SPOS's uniform ones, so the mean MFLOPs of the paths each trained is reported
+   too, and the time ratio per path MFLOP (the method's own overhead).
 2. AlphaNet's sandwich step ÷ the sum of its subnets' standalone steps: one `train_step` of
    the method plus clipping and the SGD step, against training each of the step's subnets
    (recorded from the step itself: largest, random ones, smallest) as a standalone model with
@@ -18,6 +20,7 @@ on pixel values.
 from __future__ import annotations
 
 import argparse
+import functools
 import platform
 import statistics
 import time
@@ -60,19 +63,37 @@ def epoch_ratio(space_name: str, data: ImageData, method_name: str, epochs: int,
                                            SKELETONS[space_name].width, SKELETONS[space_name].cells))
     splits = make_splits(data, DataConfig(batch_size=batch, val_fraction=0.05), seed)
     times: dict[str, list[float]] = {"spos": [], method_name: []}
+    flops: dict[str, list[float]] = {"spos": [], method_name: []}
+    cost = functools.lru_cache(maxsize=None)(space.flops_m)
     for _ in range(repeats):
         for name in ("spos", method_name):
             method = _method(name, space, seed)
             torch.manual_seed(seed)
             net = method.build_supernet()
+            used = _record_paths(net)
             start = time.perf_counter()
             train(net, method, splits.train, TrainConfig(epochs=epochs, checkpoint_every_steps=0),
                   description=f"{name}")
             times[name].append((time.perf_counter() - start) / epochs)
+            flops[name].append(statistics.mean(cost(a) for a in used))
     base, other = statistics.median(times["spos"]), statistics.median(times[method_name])
+    base_flops, other_flops = statistics.mean(flops["spos"]), statistics.mean(flops[method_name])
+    # A method that samples costlier paths (PA&DA moves probability towards candidates with
+    # large gradients, often convolutions) takes longer for that reason alone; the per-MFLOP
+    # ratio separates that from the method's own bookkeeping.
     return {"measure": f"{method_name} epoch / spos epoch", "space": space_name,
             "method_s": other, "baseline_s": base, "ratio": other / base,
+            "path_mflops_ratio": other_flops / base_flops,
+            "ratio_per_path_mflop": (other / other_flops) / (base / base_flops),
             "steps_per_epoch": len(splits.train)}
+
+
+def _record_paths(net) -> list:
+    """Wrap `net.forward` to list the architectures it runs."""
+    used: list = []
+    forward = net.forward
+    net.forward = lambda images, arch: (used.append(arch), forward(images, arch))[1]
+    return used
 
 
 def _loop_step(method, net, parameters, optimizer, x, y, max_norm: float) -> float:
@@ -93,9 +114,7 @@ def sandwich_ratio(space_name: str, steps: int, batch: int, seed: int) -> dict:
     optimizer = torch.optim.SGD(parameters, lr=0.01, momentum=0.9)
     x = torch.randn(batch, *space.input_shape())
     y = torch.randint(0, space.skeleton.num_classes, (batch,))
-    used: list = []
-    forward = supernet.forward
-    supernet.forward = lambda images, arch: (used.append(arch), forward(images, arch))[1]
+    used = _record_paths(supernet)
     sandwich, separate = [], []
     for i in range(steps + 2):  # 2 warm-up steps
         used.clear()

@@ -120,6 +120,15 @@ class MobileNetSpace(SearchSpace):
                 result[start + 2 + 2 * b] = self.expands[0]
         return tuple(result)
 
+    def is_always_active(self, decision: int) -> bool:
+        """Resolution and depths always are; a block's kernel and expand only within the
+        shallowest depth (blocks beyond a stage's depth are canonicalised away)."""
+        name = self.decisions[decision].name
+        if not name.endswith((".kernel", ".expand")):
+            return True
+        block = int(name.split(".")[1].removeprefix("block"))  # 1-based
+        return block <= min(self.depths)
+
     def size(self) -> int:
         per_stage = sum((len(self.kernels) * len(self.expands)) ** d for d in self.depths)
         return len(self.resolutions) * per_stage ** self.cells

@@ -16,4 +16,5 @@ METHODS.register("fewshot")(FewShot)
 METHODS.register("gmnas")(GMNAS)
 METHODS.register("pada")(PADA)
 
-__all__ = ["METHODS", "MethodConfig", "SPOS", "TrainingMethod"]
+__all__ = ["METHODS", "AlphaNet", "FewShot", "GMNAS", "MethodConfig", "PADA", "SPOS",
+           "TrainingMethod"]

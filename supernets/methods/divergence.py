@@ -34,18 +34,21 @@ import torch.nn.functional as F
 LIMIT_TOLERANCE = 1e-3
 
 
-def _weights_and_rho(log_w: torch.Tensor, alpha: float, iw_clip: float,
-                     limit_tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-class term f with sum_i q_i f_i = D_alpha, per-class rho), both from detached log w."""
+def _weighted_terms(log_p: torch.Tensor, log_q: torch.Tensor, alpha: float, iw_clip: float,
+                    limit_tolerance: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class (q_i f_i, q_i rho_i) from detached log p and log q, where sum_i q_i f_i is
+    D_alpha and rho the surrogate's weight (module doc). Products with q are formed where they
+    are exact: in the KL(p || q) limit q_i w_i is p_i itself, so a huge ratio cannot overflow."""
+    q, log_w = log_q.exp(), log_p - log_q
     if abs(alpha) < limit_tolerance:  # KL(q || p); the ratio itself is clipped
         log_w = log_w.clamp(max=math.log(iw_clip))
-        return -log_w, log_w - 1.0
+        return -q * log_w, q * (log_w - 1.0)
     if abs(alpha - 1.0) < limit_tolerance:  # KL(p || q); unclipped, as the official code
-        w = log_w.exp()
-        return w * log_w, w
-    w_alpha = (alpha * log_w).exp().clamp(0.0, iw_clip)
+        p = log_p.exp()
+        return p * log_w, p
+    w_alpha = (alpha * log_w).exp().clamp(0.0, iw_clip)  # an overflow to inf clamps to iw_clip
     base = 1.0 / (alpha * (alpha - 1.0))
-    return (w_alpha - 1.0) * base, w_alpha / alpha + base
+    return q * (w_alpha - 1.0) * base, q * (w_alpha / alpha + base)
 
 
 def alpha_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor, alpha: float,
@@ -58,11 +61,10 @@ def alpha_divergence(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
     use the KL limit; 0 forces the general formula (tests compare the two near the limits).
     """
     log_q = F.log_softmax(student_logits, dim=1)  # (B, K); the only tensor carrying gradient
-    q = log_q.detach().exp()
-    log_w = F.log_softmax(teacher_logits.detach(), dim=1) - log_q.detach()
-    f, rho = _weights_and_rho(log_w, float(alpha), iw_clip, limit_tolerance)
-    divergence = (q * f).sum(dim=1)
-    surrogate = -(q * rho * log_q).sum(dim=1)
+    log_p = F.log_softmax(teacher_logits.detach(), dim=1)
+    q_f, q_rho = _weighted_terms(log_p, log_q.detach(), float(alpha), iw_clip, limit_tolerance)
+    divergence = q_f.sum(dim=1)
+    surrogate = -(q_rho * log_q).sum(dim=1)
     return divergence.detach(), surrogate
 
 

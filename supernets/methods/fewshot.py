@@ -23,7 +23,7 @@ from supernets.partitioned import PartitionedSupernet
 @dataclass(frozen=True)
 class FewShotConfig(MethodConfig):
     # The decision to split on. "" = the space's first decision with more than one candidate:
-    # NB201's first edge 1<-0, as the official NB201 code; DARTS normal.node0.op0 (one edge, as
+    # NB201's first edge 1<-0, as the official NB201 code; DARTS normal.node2.op0 (one edge, as
     # the DARTS-space Few-Shot baseline); mobilenet its resolution.
     decision: str = ""
     # Fraction of the run before the split; None = 2 / (k + 2), the official budget ratio above.
@@ -44,10 +44,14 @@ class FewShot(SplitTraining):
         if self.config.decision:
             self.decision = find_decision(space, self.config.decision)
         else:
-            splittable = [i for i, d in enumerate(space.decisions) if len(d.choices) > 1]
+            splittable = [i for i, d in enumerate(space.decisions)
+                          if len(d.choices) > 1 and space.is_always_active(i)]
             if not splittable:
                 raise ConfigError(f"{space.name} has no decision with more than one candidate")
             self.decision = splittable[0]
+        if not space.is_always_active(self.decision):
+            raise ConfigError(f"cannot split on {space.decisions[self.decision].name}: some "
+                              f"architectures ignore it; choose a decision every architecture uses")
         self.k = len(space.decisions[self.decision].choices)
         if self.k < 2:
             raise ConfigError(f"decision {space.decisions[self.decision].name} has one candidate; "

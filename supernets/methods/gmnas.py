@@ -61,7 +61,7 @@ def cosine_distances(gradients: Sequence[torch.Tensor]) -> np.ndarray:
     g = torch.stack([v.double() for v in gradients])
     norms = g.norm(dim=1)
     cos = (g @ g.T) / (norms[:, None] * norms[None, :] + 1e-6)
-    distances = (1.0 - cos).numpy()
+    distances = (1.0 - cos).cpu().numpy()
     np.fill_diagonal(distances, 0.0)
     return distances
 
@@ -111,6 +111,9 @@ class GMNAS(SplitTraining):
                               f"{self.config.decisions!r}")
 
     def _candidate_decisions(self) -> list[int]:
+        return [i for i in self._named_decisions() if self.space.is_always_active(i)]
+
+    def _named_decisions(self) -> list[int]:
         decisions = self.space.decisions
         if self.config.decisions != "auto":
             prefixes = tuple(p.strip() for p in self.config.decisions.split(",") if p.strip())
@@ -156,7 +159,7 @@ class GMNAS(SplitTraining):
         # A generator per (seed, level, region, decision): a resumed run recomputes the same split.
         rng = np.random.default_rng([self.seed, level, region_index, decision])
         data = _batches_forever(self.batches, 1_000_000 + 1000 * level + region_index)
-        total = np.zeros((len(choices), len(choices)))
+        total, used = np.zeros((len(choices), len(choices))), 0
         for _ in range(self.config.score_batches):
             images, labels = next(data)
             base = region.sample(self.space, rng)
@@ -172,4 +175,5 @@ class GMNAS(SplitTraining):
                 continue  # nothing in common to compare: no evidence for either grouping
             total += cosine_distances([torch.cat([g[i].reshape(-1) for i in shared])
                                        for g in gradients])
-        return total / self.config.score_batches
+            used += 1
+        return total / max(used, 1)

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas.errors import CheckpointError, ConfigError
+from nas.errors import CheckpointError, ConfigError, TrainingError
 from search_spaces.base import Architecture, Sampler, SearchSpace, Supernet
 from supernets.loop import Batches
 from supernets.methods.base import MethodConfig, TrainingMethod
@@ -206,7 +206,7 @@ class PADA(TrainingMethod):
 
     def train_step(self, supernet: Supernet, images: torch.Tensor, labels: torch.Tensor,
                    sample_ids: torch.Tensor) -> float:
-        """One sampled path, (weighted) CE; returns the unweighted batch-mean CE for the log."""
+        """One sampled path, (importance-weighted) CE, backward; returns the loss to log."""
         (indices,) = self.sampler.ask_indices(1)
         logits = supernet(images, self.space.from_indices(indices))  # (B, classes)
         smoothing = self.config.label_smoothing
@@ -219,25 +219,36 @@ class PADA(TrainingMethod):
             if self._data_p is not None:  # else the epoch is a plain shuffle: uniform
                 p = self._data_p[self._positions(sample_ids)]
                 weights = (1.0 / (len(self._data_p) * p)).to(losses)
-        ((losses * weights).mean() * path_weight).backward()
+        data_weighted = (losses * weights).mean()  # an unbiased estimate of the uniform loss
+        (data_weighted * path_weight).backward()
         self._step = (indices, path_weight)
-        return float(losses.detach().mean())
+        # Logged without the path weight (too noisy to read), with the data weights, so the
+        # curve estimates the same loss as SPOS's whatever images the epoch drew.
+        return float(data_weighted.detach())
 
     def clip_gradients(self, parameters: Sequence[torch.Tensor], max_norm: float) -> None:
-        """Clip as the loop does, then score the step's path: "paper" uses the pre-clip norm the
-        clipping computes anyway, "code" its ops' clipped gradients (the official script reads
-        them after `clip_grad_norm_`). Both divide the path weight back out."""
+        """Clip as the loop does, then score the step's path with the path weight divided out:
+        "paper" by the pre-clip norm the clipping computes anyway; "code" by its ops' own
+        gradient norms as clipping leaves them (the official script reads them after
+        `clip_grad_norm_`), with the clip factor the unweighted gradient would have had, so
+        a rarely drawn path (large weight, always clipped) is not scored down twice."""
         with_grad = [p for p in parameters if p.grad is not None]
-        total = torch.nn.utils.get_total_norm([p.grad for p in with_grad])
-        if max_norm > 0:
-            torch.nn.utils.clip_grads_with_norm_(with_grad, max_norm, total)
+        own = self._own_norms() if self.config.path_scores == "code" else None
+        total = float(nn.utils.clip_grad_norm_(with_grad, max_norm if max_norm > 0 else math.inf))
+        if not math.isfinite(total):
+            # The path weight is a product over decisions and can overflow float32; the loop's
+            # loss check sees the unweighted loss, so stop here rather than step into NaNs.
+            raise TrainingError(f"PA&DA's importance-weighted gradient norm became {total}; "
+                                f"use --method-opt importance_weighting=false or a lower lr")
         if self._step is None:
             return
         (indices, path_weight), self._step = self._step, None
+        unweighted = total / path_weight
         if self.config.path_scores == "paper":
-            self.record_path_score(indices, float(total) / path_weight)
+            self.record_path_score(indices, unweighted)
         else:
-            self._record_own_norms(indices, path_weight)
+            clip_factor = min(1.0, max_norm / (unweighted + 1e-6)) if max_norm > 0 else 1.0
+            self._record_own_norms(indices, own, clip_factor / path_weight)
 
     def record_sample_scores(self, sample_ids: torch.Tensor, scores: torch.Tensor) -> None:
         """Add per-image scores g_n (B,) for the images with dataset indices `sample_ids`."""
@@ -251,15 +262,19 @@ class PADA(TrainingMethod):
             self._path_sum[d][c] += grad_norm
             self._path_count[d][c] += 1
 
-    def _record_own_norms(self, indices: Sequence[int], path_weight: float) -> None:
-        """train_panda_201.py `operatio_gradient_norm_prob`, generalised to named candidates."""
+    def _own_norms(self) -> list[list[float]]:
+        """Per group and candidate, the summed gradient norms of its own weights this step."""
+        return [[sum(float(torch.linalg.vector_norm(p.grad.double())) for p in params
+                     if p.grad is not None) for params in candidates]
+                for candidates in self._owned]
+
+    def _record_own_norms(self, indices: Sequence[int], own: list[list[float]],
+                          scale: float) -> None:
+        """train_panda_201.py `operatio_gradient_norm_prob`, generalised to named candidates:
+        a candidate's own-weight norm (times `scale`), divided by how many decisions chose it."""
         for g, members in enumerate(self._groups):
             for c, uses in Counter(indices[d] for d in members).items():
-                grads = [p.grad for p in self._owned[g][c] if p.grad is not None]
-                if not grads:
-                    continue
-                norms = torch.stack([torch.linalg.vector_norm(x).to(torch.float64) for x in grads])
-                current = float(norms.sum()) / uses / path_weight
+                current = own[g][c] * scale / uses
                 if current != 0.0:  # np.mean([old, current]): an EMA with factor 0.5
                     self._op_norm[g][c] = (self._op_norm[g][c] + current) / 2
 

@@ -6,7 +6,9 @@ new sub-supernets start from the parent's weights and its SGD momentum (weight t
 both official codes copy weights and optimiser state). After a split each step first picks a
 sub-supernet uniformly, then a path uniformly inside its region, so every sub-supernet trains
 for the same number of steps, as in the official codes where each trains for the same epochs.
-The total number of steps is the run's, so methods compare at an equal training budget.
+The total number of steps is the run's, so methods compare at an equal training budget, and
+the run's one learning-rate schedule continues through the splits (the official Few-Shot code
+restarts a schedule per sub-supernet, which an equal budget cannot: a documented deviation).
 """
 from __future__ import annotations
 

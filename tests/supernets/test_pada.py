@@ -317,3 +317,19 @@ def test_literal_option_parses_from_the_command_line():
 def test_a_literal_option_outside_its_values_is_a_one_line_error():
     with pytest.raises(ConfigError, match="path_scores='both'"):
         parse_options(PADAConfig, ["path_scores=both"])
+
+
+def test_an_overflowing_importance_weight_stops_training_with_a_clear_error():
+    from nas.errors import TrainingError
+    space = get_space("nb201", Skeleton(1, 10, 8, width=4, cells=1))
+    method = PADA(space, seed=0)
+    net = space.build_supernet()
+    parameters = list(net.parameters())
+    images, labels = torch.randn(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    method.setup(net, torch.optim.SGD(parameters, lr=0.1), SimpleNamespace(indices=torch.arange(4)))
+    method.sampler.set_probabilities([[1 - 4e-38, 1e-38, 1e-38, 1e-38, 1e-38]] * 6)
+    method.sampler.rng = np.random.default_rng(0)
+    method.sampler.ask_indices = lambda n=1: [(1,) * 6]  # the rarest path: weight ~ 1e222
+    method.train_step(net, images, labels, torch.arange(4))
+    with pytest.raises(TrainingError, match="importance_weighting=false"):
+        method.clip_gradients(parameters, 5.0)

@@ -236,3 +236,18 @@ def test_a_corrupt_region_table_is_refused():
     net.regions[0].allowed = {0: (1,)}
     with pytest.raises(ArchitectureError, match="no sub-supernet owns"):
         net.owner(space.from_indices([0] * 6))
+
+
+def test_splits_use_only_decisions_every_architecture_uses(splits):
+    space = get_space("mobilenet", Skeleton(1, 10, 8, width=4, cells=2))
+    inactive = [d.name for i, d in enumerate(space.decisions) if not space.is_always_active(i)]
+    assert "stage1.block4.kernel" in inactive and "stage1.block1.kernel" not in inactive
+    with pytest.raises(ConfigError, match="some architectures ignore it"):
+        _method("fewshot", space, decision="stage1.block4.kernel")
+    method = _method("gmnas", space, split_at="0.0", score_batches=1)
+    assert all(space.is_always_active(i) for i in method.candidates)
+    net = method.build_supernet()
+    train(net, method, splits.train, TrainConfig(epochs=1, checkpoint_every_steps=0))
+    rng = np.random.default_rng(0)
+    for index, region in enumerate(net.regions):  # what a region samples, it owns
+        assert all(net.owner(region.sample(space, rng)) == index for _ in range(50))
