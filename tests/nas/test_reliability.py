@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import pickle
 import signal
@@ -177,7 +178,8 @@ _not_a_number = st.text(max_size=12).filter(lambda s: not s.strip().lstrip("+-")
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(option=st.sampled_from(["--epochs", "--width", "--cells", "--seed", "--batch-size",
-                               "--trials", "--lr", "--checkpoint-every"]),
+                               "--trials", "--lr", "--checkpoint-every", "--warmup-epochs",
+                               "--lr-schedule"]),
        value=_not_a_number)
 def test_fuzzed_numeric_options_give_one_line_errors(option, value, capsys):
     assert _outcome(["search", *TINY, option, value]) == 2
@@ -202,5 +204,24 @@ def test_fuzzed_names_architectures_and_paths_give_one_line_errors(space, arch, 
     search_argv = ["search", *TINY, "--epochs", "0", "--trials", "0", "--method-opt", method_opt,
                    "--out", str(tmp_path_factory.mktemp("fuzz") / "run")]
     code = _outcome(search_argv)
+    err = capsys.readouterr().err.strip()
+    assert code in (0, 2) and (code == 0 or len(err.splitlines()) == 1), err
+
+
+_METHOD_KEYS = sorted({f.name for name in METHODS.names()
+                       for f in dataclasses.fields(METHODS.get(name).config_class)})
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(method=st.one_of(st.sampled_from(sorted(METHODS.names())), st.text(max_size=8)),
+       key=st.one_of(st.sampled_from(_METHOD_KEYS), st.text(max_size=8)),
+       value=st.one_of(st.sampled_from(["0", "-1", "1.5", "nan", "inf", "true", "none", "",
+                                        "0.5,0.25", "1<-0", "code", "kl", "batch-stats"]),
+                       st.text(max_size=12)))
+def test_fuzzed_methods_and_method_options_give_one_line_errors(method, key, value,
+                                                                tmp_path_factory, capsys):
+    argv = ["search", *TINY, "--epochs", "0", "--trials", "0", "--method", method,
+            "--method-opt", f"{key}={value}", "--out", str(tmp_path_factory.mktemp("fuzz") / "run")]
+    code = _outcome(argv)
     err = capsys.readouterr().err.strip()
     assert code in (0, 2) and (code == 0 or len(err.splitlines()) == 1), err
