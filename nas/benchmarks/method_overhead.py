@@ -25,7 +25,6 @@ import platform
 import statistics
 import time
 
-import numpy as np
 import pandas as pd
 import torch
 

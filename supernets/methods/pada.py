@@ -47,7 +47,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.errors import CheckpointError, ConfigError, TrainingError
-from search_spaces.base import Architecture, Sampler, SearchSpace, Supernet
+from search_spaces.base import Sampler, SearchSpace, Supernet
+from search_spaces.importance import ImportanceSampler, smoothed
 from supernets.loop import Batches
 from supernets.methods.base import MethodConfig, TrainingMethod
 
@@ -77,61 +78,6 @@ def logit_gradient_norms(logits: torch.Tensor, labels: torch.Tensor,
     k = logits.shape[1]
     targets = F.one_hot(labels, k).to(logits.dtype) * (1.0 - label_smoothing) + label_smoothing / k
     return torch.linalg.vector_norm(logits.softmax(dim=1) - targets, dim=1)  # (B,)
-
-
-def smoothed(scores: torch.Tensor, tau: float) -> torch.Tensor:
-    """tau * scores/sum(scores) + (1 - tau) * uniform; uniform when no score is positive."""
-    uniform = torch.full_like(scores, 1.0 / len(scores))
-    total = scores.sum()
-    return tau * scores / total + (1.0 - tau) * uniform if total > 0 else uniform
-
-
-class ImportanceSampler(Sampler):
-    """Draws each decision's candidate independently from its own probabilities (uniform until
-    `set_probabilities`). Seeded; probabilities and generator state form its `state_dict`."""
-
-    def __init__(self, space: SearchSpace, seed: int = 0) -> None:
-        self.space = space
-        self.rng = np.random.default_rng(seed)
-        self.set_probabilities([[1.0 / len(d.choices)] * len(d.choices) for d in space.decisions])
-
-    def set_probabilities(self, probabilities: Sequence[Sequence[float]]) -> None:
-        rows = [[float(p) for p in row] for row in probabilities]
-        sizes = [len(d.choices) for d in self.space.decisions]
-        is_distribution = [all(math.isfinite(x) and x >= 0 for x in r) and abs(sum(r) - 1) < 1e-6
-                           for r in rows]
-        if [len(r) for r in rows] != sizes or not all(is_distribution):
-            raise ValueError(f"path probabilities must be one distribution per decision, of "
-                             f"sizes {sizes}")
-        self.probabilities = rows
-        self._cumulative = [np.cumsum(r) for r in rows]
-
-    def ask_indices(self, n: int = 1) -> list[tuple[int, ...]]:
-        """n paths as one candidate index per decision (before any canonicalisation)."""
-        paths = []
-        for _ in range(n):
-            draws = self.rng.random(len(self._cumulative))
-            paths.append(tuple(min(int(np.searchsorted(c, u, side="right")), len(c) - 1)
-                               for c, u in zip(self._cumulative, draws)))
-        return paths
-
-    def ask(self, n: int = 1) -> list[Architecture]:
-        return [self.space.from_indices(indices) for indices in self.ask_indices(n)]
-
-    def probability(self, indices: Sequence[int]) -> float:
-        return math.prod(row[i] for row, i in zip(self.probabilities, indices))
-
-    def path_weight(self, indices: Sequence[int]) -> float:
-        """(1/|A|) / q(a) = prod_d 1 / (K_d q_d(c_d)): the ratio of uniform to sampled chance."""
-        return math.prod(1.0 / (len(row) * row[i]) for row, i in zip(self.probabilities, indices))
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state,
-                "probabilities": [list(r) for r in self.probabilities]}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        self.set_probabilities(state["probabilities"])
 
 
 def _choice_groups(space: SearchSpace) -> list[list[int]]:

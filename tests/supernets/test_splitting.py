@@ -14,7 +14,7 @@ from torch import nn
 from nas.data import DataConfig, load_data, make_splits
 from nas.errors import ArchitectureError, CheckpointError, ConfigError
 from search_spaces import Skeleton, get_space
-from search_spaces.base import Architecture, Decision, SearchSpace, Supernet
+from search_spaces.base import Decision, SearchSpace, Supernet
 from supernets import METHODS, TrainConfig, train
 from supernets.methods.gmnas import GMNAS, GMNASConfig, best_bipartition, cosine_distances
 from supernets.partitioned import PartitionedSupernet

@@ -1,0 +1,71 @@
+"""Importance sampling of paths: each decision's candidate drawn independently from its own
+probabilities (PA&DA's path sampler), and the smoothing of scores into such probabilities.
+
+A sibling of `uniform.py`: where SPOS draws every candidate with 1/K, this sampler draws them
+with probabilities a training method sets, and reports the weight that turns an expectation
+under it back into the uniform one.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from search_spaces.base import Architecture, Sampler, SearchSpace
+
+
+def smoothed(scores: torch.Tensor, tau: float) -> torch.Tensor:
+    """tau * scores/sum(scores) + (1 - tau) * uniform; uniform when no score is positive."""
+    uniform = torch.full_like(scores, 1.0 / len(scores))
+    total = scores.sum()
+    return tau * scores / total + (1.0 - tau) * uniform if total > 0 else uniform
+
+
+class ImportanceSampler(Sampler):
+    """Draws each decision's candidate independently from its own probabilities (uniform until
+    `set_probabilities`). Seeded; probabilities and generator state form its `state_dict`."""
+
+    def __init__(self, space: SearchSpace, seed: int = 0) -> None:
+        self.space = space
+        self.rng = np.random.default_rng(seed)
+        self.set_probabilities([[1.0 / len(d.choices)] * len(d.choices) for d in space.decisions])
+
+    def set_probabilities(self, probabilities: Sequence[Sequence[float]]) -> None:
+        rows = [[float(p) for p in row] for row in probabilities]
+        sizes = [len(d.choices) for d in self.space.decisions]
+        is_distribution = [all(math.isfinite(x) and x >= 0 for x in r) and abs(sum(r) - 1) < 1e-6
+                           for r in rows]
+        if [len(r) for r in rows] != sizes or not all(is_distribution):
+            raise ValueError(f"path probabilities must be one distribution per decision, of "
+                             f"sizes {sizes}")
+        self.probabilities = rows
+        self._cumulative = [np.cumsum(r) for r in rows]
+
+    def ask_indices(self, n: int = 1) -> list[tuple[int, ...]]:
+        """n paths as one candidate index per decision (before any canonicalisation)."""
+        paths = []
+        for _ in range(n):
+            draws = self.rng.random(len(self._cumulative))
+            paths.append(tuple(min(int(np.searchsorted(c, u, side="right")), len(c) - 1)
+                               for c, u in zip(self._cumulative, draws)))
+        return paths
+
+    def ask(self, n: int = 1) -> list[Architecture]:
+        return [self.space.from_indices(indices) for indices in self.ask_indices(n)]
+
+    def probability(self, indices: Sequence[int]) -> float:
+        return math.prod(row[i] for row, i in zip(self.probabilities, indices))
+
+    def path_weight(self, indices: Sequence[int]) -> float:
+        """(1/|A|) / q(a) = prod_d 1 / (K_d q_d(c_d)): the ratio of uniform to sampled chance."""
+        return math.prod(1.0 / (len(row) * row[i]) for row, i in zip(self.probabilities, indices))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state,
+                "probabilities": [list(r) for r in self.probabilities]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.set_probabilities(state["probabilities"])
