@@ -19,8 +19,9 @@ from nas.results import RunDir, atomic_write_json
 from nas.searchers import SEARCHERS
 from nas.search_run import BEST_FILE, TRIALS_FILE, run_search
 from nas.standalone import train_model
-from nas.supernet_run import (Context, build_context, calibrate_for, load_supernet,
-                              score_architecture, supernet_settings, train_supernet_in)
+from nas.supernet_run import (Context, build_context, build_method, calibrate_for,
+                              load_supernet, score_architecture, supernet_settings,
+                              train_supernet_in)
 from search_spaces import Architecture
 
 __all__ = ["DataConfig", "SearchConfig", "SpaceConfig", "TrainConfig", "export", "search",
@@ -60,6 +61,7 @@ def supernet(space: SpaceConfig = SpaceConfig(), data: DataConfig = DataConfig()
     settings = {"kind": "supernet",
                 **supernet_settings(space, data, train_config, method, method_options or {})}
     context = build_context(space, data, train_config.seed, train_config.device)
+    build_method(settings, context.space)  # options that do not fit the space fail before any file
     run = RunDir(out or RunDir.default_path(f"supernet-{space.name}"))
     run.open(settings)
     train_supernet_in(run, settings, context)
@@ -86,6 +88,7 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
         settings = {"kind": "search", "search": asdict(search_config),
                     **supernet_settings(space, data, train_config, method, method_options or {})}
         context = build_context(space, data, train_config.seed, train_config.device)
+        build_method(settings, context.space)  # options that do not fit the space fail first
         run = RunDir(out or RunDir.default_path(space.name))
         run.open(settings)
         net = train_supernet_in(run, settings, context)

@@ -85,3 +85,12 @@ def test_cli_run_records_its_method_and_exports(method_name, tmp_path, capsys):
     assert main(["search", "--supernet", str(run), "--trials", "2", "--device", "cpu",
                  "--out", str(tmp_path / "search")]) == 0
     assert (tmp_path / "search" / "best.txt").read_text().strip()
+
+
+@pytest.mark.parametrize("command", ["supernet", "search"])
+def test_method_options_that_do_not_fit_the_space_fail_before_any_file(command, tmp_path, capsys):
+    run = tmp_path / "run"
+    code = main([command, "--space", "mobilenet", "--width", "4", "--cells", "2", "--method",
+                 "fewshot", "--method-opt", "decision=stage1.block4.kernel", "--out", str(run)])
+    assert code == 2 and "some architectures ignore it" in capsys.readouterr().err
+    assert not run.exists()
