@@ -7,6 +7,7 @@ so that a run's settings are plain dicts of these dataclasses.
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, TypeVar
@@ -14,6 +15,7 @@ from typing import Any, Iterable, TypeVar
 from nas.data.batches import DataConfig
 from nas.errors import ConfigError
 from supernets.loop import TrainConfig
+from supernets.methods import METHODS
 
 C = TypeVar("C")
 
@@ -90,5 +92,25 @@ def parse_options(cls: type[C], pairs: Iterable[str], what: str = "option") -> C
     return cls(**values)
 
 
+def with_added_defaults(previous: dict[str, Any]) -> dict[str, Any]:
+    """A run's recorded settings, plus every config field added since they were written, at
+    its default: what that run ran with. So a newer platform still resumes an older run when
+    the command asks for nothing the run did not do (a non-default value still differs)."""
+    result = json.loads(json.dumps(previous))
+    sections: list[tuple[Any, type]] = [(result.get(key), cls) for key, cls in (
+        ("train", TrainConfig), ("data", DataConfig), ("space", SpaceConfig),
+        ("search", SearchConfig))]
+    method = result.get("method")
+    if isinstance(method, dict) and method.get("name") in METHODS:
+        sections.append((method.get("options"), METHODS.get(method["name"]).config_class))
+    for values, cls in sections:
+        if not isinstance(values, dict):
+            continue
+        for f in dataclasses.fields(cls):
+            if f.name not in values and f.default is not dataclasses.MISSING:
+                values[f.name] = json.loads(json.dumps(f.default))
+    return result
+
+
 __all__ = ["DataConfig", "SearchConfig", "SpaceConfig", "TrainConfig", "from_dict",
-           "parse_options", "to_dict"]
+           "parse_options", "to_dict", "with_added_defaults"]

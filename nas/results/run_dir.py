@@ -21,6 +21,7 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
+from nas.config import with_added_defaults
 from nas.errors import CheckpointError, ConfigError
 
 CONFIG_FILE = "config.json"
@@ -113,7 +114,7 @@ class RunDir:
         """
         settings = json.loads(json.dumps(settings, default=str))  # as it will read back
         if self.exists():
-            previous = self.settings()
+            previous = with_added_defaults(self.settings())
             if previous != settings:
                 key = _first_difference(previous, settings)
                 raise ConfigError(f"{self.path} holds a run with other settings ({key}); "

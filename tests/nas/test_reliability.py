@@ -232,3 +232,17 @@ def test_fuzzed_methods_and_method_options_give_one_line_errors(method, key, val
     code = _outcome(argv)
     err = capsys.readouterr().err.strip()
     assert code in (0, 2) and (code == 0 or len(err.splitlines()) == 1), err
+
+
+def test_a_run_recorded_before_a_config_field_existed_still_resumes(tmp_path, capsys):
+    import json
+    run = tmp_path / "run"
+    argv = ["supernet", *TINY, "--epochs", "1", "--out", str(run)]
+    assert main(argv) == 0
+    config = json.loads((run / "config.json").read_text())
+    del config["settings"]["train"]["lr_schedule"]  # as an older platform wrote it
+    del config["settings"]["method"]["options"]["paths"]
+    (run / "config.json").write_text(json.dumps(config))
+    assert main(argv) == 0  # the defaults are what that run ran with: a resume
+    assert main([*argv, "--lr-schedule", "linear"]) == 2  # not what it ran with
+    assert "lr_schedule" in capsys.readouterr().err
