@@ -12,7 +12,8 @@ by its own statistics, as supernets built without running statistics do (PA&DA, 
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
@@ -24,26 +25,37 @@ def batchnorms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
     return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
+@contextmanager
+def _batchnorm_mode(module: nn.Module, layers: list[nn.modules.batchnorm._BatchNorm],
+                    is_training: bool, momentum: float | None) -> Iterator[None]:
+    """`module` in train or eval mode, with `layers` in train mode at `momentum`; everything
+    restored afterwards, also on error."""
+    momenta = [bn.momentum for bn in layers]
+    was_training = module.training
+    module.train(is_training)
+    for bn in layers:
+        bn.train()
+        bn.momentum = momentum
+    try:
+        yield
+    finally:
+        for bn, old in zip(layers, momenta):
+            bn.momentum = old
+        module.train(was_training)
+
+
 @torch.no_grad()
 def recalibrate_batchnorm(module: nn.Module, forward: Forward, batches: Iterable,
                           num_batches: int) -> None:
     """Recompute every BatchNorm's running statistics of `module` from `num_batches` batches."""
     layers = batchnorms(module)
-    momenta = [bn.momentum for bn in layers]
     for bn in layers:
         bn.reset_running_stats()
-        bn.momentum = None
-    was_training = module.training
-    module.train()
-    try:
+    with _batchnorm_mode(module, layers, is_training=True, momentum=None):
         for i, (images, *_rest) in enumerate(batches):
             if i >= num_batches:
                 break
             forward(images)
-    finally:
-        for bn, momentum in zip(layers, momenta):
-            bn.momentum = momentum
-        module.train(was_training)
 
 
 @torch.no_grad()
@@ -54,20 +66,10 @@ def accuracy(module: nn.Module, forward: Forward, batches: Iterable, *,
     With `batch_statistics` every BatchNorm normalises by the batch's own statistics (train
     mode with momentum 0, so the stored running statistics stay as they were).
     """
-    was_training = module.training
-    module.eval()
     layers = batchnorms(module) if batch_statistics else []
-    momenta = [bn.momentum for bn in layers]
-    for bn in layers:
-        bn.train()
-        bn.momentum = 0.0
     correct = total = 0
-    try:
+    with _batchnorm_mode(module, layers, is_training=False, momentum=0.0):
         for images, labels, *_rest in batches:
             correct += int((forward(images).argmax(dim=1) == labels).sum())
             total += len(labels)
-    finally:
-        for bn, momentum in zip(layers, momenta):
-            bn.momentum = momentum
-        module.train(was_training)
     return 100.0 * correct / max(total, 1)

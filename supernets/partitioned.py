@@ -23,6 +23,14 @@ from nas.errors import ArchitectureError, CheckpointError, ConfigError
 from search_spaces.base import Architecture, SearchSpace, Supernet
 
 
+def require_splittable(space: SearchSpace, decision: int) -> None:
+    """Refuse a decision some architectures ignore: its canonicalised value would route them
+    to a region that does not hold them (mobilenet's blocks beyond a stage's depth)."""
+    if not space.is_always_active(decision):
+        raise ConfigError(f"cannot split on {space.decisions[decision].name}: some "
+                          f"architectures ignore it; choose a decision every architecture uses")
+
+
 class Region:
     """Which sub-supernet owns it and, per constrained decision index, the allowed choice indices."""
 
@@ -93,9 +101,7 @@ class PartitionedSupernet(Supernet):
         GM-NAS). Returns the indices of the regions now covering the parent's architectures.
         """
         region = self.regions[region_index]
-        if not self.space.is_always_active(decision):
-            raise ConfigError(f"cannot split on {self.space.decisions[decision].name}: some "
-                              f"architectures ignore it; choose a decision every architecture uses")
+        require_splittable(self.space, decision)
         allowed = set(region.choices(self.space, decision))
         flat = [i for group in groups for i in group]
         if sorted(flat) != sorted(allowed) or len(groups) < 2 or any(not g for g in groups):

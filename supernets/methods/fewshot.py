@@ -17,7 +17,7 @@ from typing import Sequence
 from nas.errors import ConfigError
 from supernets.methods.base import MethodConfig
 from supernets.methods.splitting import SplitTraining, find_decision
-from supernets.partitioned import PartitionedSupernet
+from supernets.partitioned import PartitionedSupernet, require_splittable
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,7 @@ class FewShot(SplitTraining):
             if not splittable:
                 raise ConfigError(f"{space.name} has no decision with more than one candidate")
             self.decision = splittable[0]
-        if not space.is_always_active(self.decision):
-            raise ConfigError(f"cannot split on {space.decisions[self.decision].name}: some "
-                              f"architectures ignore it; choose a decision every architecture uses")
+        require_splittable(space, self.decision)  # now, not when the split comes mid-run
         self.k = len(space.decisions[self.decision].choices)
         if self.k < 2:
             raise ConfigError(f"decision {space.decisions[self.decision].name} has one candidate; "

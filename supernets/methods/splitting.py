@@ -14,35 +14,29 @@ from __future__ import annotations
 
 import math
 from abc import abstractmethod
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from nas.errors import ConfigError
 from search_spaces.base import Architecture, Sampler, SearchSpace, Supernet
+from search_spaces.uniform import UniformSampler
 from supernets.methods.base import TrainingMethod
+from supernets.methods.spos import single_path_step
 from supernets.partitioned import PartitionedSupernet, Region
 
 
-class RegionSampler(Sampler):
-    """A sub-supernet uniformly, then each decision uniformly over the region's choices."""
+class RegionSampler(UniformSampler):
+    """A sub-supernet uniformly, then each decision uniformly over the region's choices.
+    Its state is the uniform sampler's generator; the regions belong to the supernet."""
 
     def __init__(self, space: SearchSpace, seed: int) -> None:
-        self.space = space
-        self.rng = np.random.default_rng(seed)
+        super().__init__(space, seed)
         self.regions: Sequence[Region] = [Region(0)]
 
     def ask(self, n: int = 1) -> list[Architecture]:
         return [self.regions[int(self.rng.integers(len(self.regions)))].sample(self.space, self.rng)
                 for _ in range(n)]
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
 
 
 def split_epochs(fractions: Sequence[float], epochs: int) -> list[int]:
@@ -125,7 +119,4 @@ class SplitTraining(TrainingMethod):
     def train_step(self, supernet: Supernet, images: torch.Tensor, labels: torch.Tensor,
                    sample_ids: torch.Tensor) -> float:
         (arch,) = self.sampler.ask(1)
-        loss = F.cross_entropy(supernet(images, arch), labels,
-                               label_smoothing=self.config.label_smoothing)
-        loss.backward()
-        return float(loss.detach())
+        return single_path_step(supernet, arch, images, labels, self.config.label_smoothing)

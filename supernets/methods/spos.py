@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.errors import ConfigError
-from search_spaces.base import Sampler, Supernet
+from search_spaces.base import Architecture, Sampler, Supernet
 from search_spaces.uniform import UniformSampler
 from supernets.methods.base import MethodConfig, TrainingMethod
 
@@ -32,6 +32,15 @@ class SPOSConfig(MethodConfig):
             raise ConfigError(f"paths must be >= 1, got {self.paths}")
 
 
+def single_path_step(supernet: Supernet, arch: Architecture, images: torch.Tensor,
+                     labels: torch.Tensor, label_smoothing: float, paths: int = 1) -> float:
+    """Cross-entropy of one of a step's `paths` paths, divided by their number, backward;
+    returns that share of the step's loss."""
+    loss = F.cross_entropy(supernet(images, arch), labels, label_smoothing=label_smoothing) / paths
+    loss.backward()
+    return float(loss.detach())
+
+
 class SPOS(TrainingMethod):
     name = "spos"
     config_class = SPOSConfig
@@ -41,10 +50,6 @@ class SPOS(TrainingMethod):
 
     def train_step(self, supernet: Supernet, images: torch.Tensor, labels: torch.Tensor,
                    sample_ids: torch.Tensor) -> float:
-        total = 0.0
-        for arch in self.sampler.ask(self.config.paths):
-            loss = F.cross_entropy(supernet(images, arch), labels,
-                                   label_smoothing=self.config.label_smoothing) / self.config.paths
-            loss.backward()
-            total += float(loss.detach())
-        return total
+        return sum(single_path_step(supernet, arch, images, labels, self.config.label_smoothing,
+                                    self.config.paths)
+                   for arch in self.sampler.ask(self.config.paths))
