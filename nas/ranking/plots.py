@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen befor
 _FIGSIZE_IN = (5.0, 4.0)
 
 
-def _write_png(fig: Figure, path: Path | str) -> None:
+def write_png(fig: Figure, path: Path | str) -> None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=120)
     atomic_write_bytes(Path(path), buffer.getvalue())
@@ -41,7 +41,7 @@ def scatter_plot(scores: np.ndarray, truth: np.ndarray, path: Path | str, *, tit
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        _write_png(fig, path)
+        write_png(fig, path)
     finally:
         plt.close(fig)
 
@@ -61,6 +61,6 @@ def rank_plot(scores: np.ndarray, truth: np.ndarray, path: Path | str, *, title:
         ax.set_ylabel("rank by ground truth (1 = best)")
         ax.set_aspect("equal")
         ax.legend(loc="upper left", frameon=False)
-        _write_png(fig, path)
+        write_png(fig, path)
     finally:
         plt.close(fig)

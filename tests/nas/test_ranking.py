@@ -260,3 +260,17 @@ def test_bootstrap_draws_every_resample_when_split_into_blocks(monkeypatch) -> N
         return float(np.mean(s - t))
     assert bootstrap_interval(counting, np.arange(3.0), np.arange(3.0), resamples=5) == (0.0, 0.0)
     assert calls == [3] * 5
+
+
+@pytest.mark.filterwarnings("ignore::scipy.stats.ConstantInputWarning")
+@pytest.mark.parametrize("n", [2, 7, 40])
+def test_pairwise_kendall_rows_equal_scipy_with_ties(monkeypatch, n: int) -> None:
+    rng = np.random.default_rng(n)
+    x = rng.integers(0, 4, size=(50, n)).astype(float)
+    y = rng.integers(0, 6, size=(50, n)).astype(float)
+    x[0] = 2.0  # a constant row: undefined in both
+    expected = stats.kendalltau(x, y, axis=1).statistic
+    monkeypatch.setattr(metrics, "_BLOCK_VALUES", 3 * n)  # several blocks, some of one row
+    np.testing.assert_allclose(metrics._kendall_rows(x, y), expected, rtol=0, atol=1e-12)
+    monkeypatch.setattr(metrics, "_PAIRWISE_KENDALL_MAX_N", 1)  # scipy's path
+    np.testing.assert_allclose(metrics._kendall_rows(x, y), expected, rtol=0, atol=1e-12)
