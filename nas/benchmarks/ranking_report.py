@@ -203,23 +203,31 @@ Per run (interval: bootstrap over architectures only):
     return text
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        return [int(seed) for seed in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of seeds, "
+                                         "such as 0,1,2") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", required=True, type=Path, help="holds <method>-seed<k> run dirs")
     parser.add_argument("--ground-truth", required=True, type=Path, help="the CSV correlated with")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--methods", default="spos,pada,pada-code,fewshot,gmnas,alphanet")
-    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--seeds", default=[0, 1, 2], type=_seed_list, help="e.g. 0,1,2")
     parser.add_argument("--baseline", default="spos")
     parser.add_argument("--space", default="nb201", help="space of the ground truth's strings")
     parser.add_argument("--resamples", type=int, default=2000)
     args = parser.parse_args(argv)
     try:
         methods = args.methods.split(",")
-        seeds = [int(s) for s in args.seeds.split(",")]
         truth_file = read_ground_truth(args.ground_truth, get_space(args.space))
         correlation_dir = f"correlation-{args.ground_truth.name.split('.')[0]}-{truth_file.column}"
-        scores, archs, truth, runs = load_methods(args.runs, methods, seeds, correlation_dir)
+        scores, archs, truth, runs = load_methods(args.runs, methods, args.seeds,
+                                                    correlation_dir)
         if truth_file.by_seed is None or truth_file.by_seed.shape[1] < 2:
             raise DataError(f"{args.ground_truth} needs 2 or more seeds per architecture for a "
                             "noise ceiling; make it with nas groundtruth --seeds 2")
@@ -231,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         ceiling = (seed_to_seed_tau(by_seed),
                    *bootstrap_interval(kendall_tau, by_seed[0], by_seed[1], resamples=args.resamples))
         table = method_table(scores, truth, by_seed, runs, args.baseline, args.resamples)
-    except (NasError, ValueError) as error:
+    except NasError as error:
         print(f"ranking_report: error: {error}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)

@@ -41,3 +41,7 @@ for name in spos pada pada-code fewshot gmnas alphanet; do
   nas correlate "$RUNS/$name"-seed{0,1,2} --ground-truth "$GT/groundtruth.csv" \
     --archs "$GT/archs.txt" --device cpu --out "$RUNS/correlate-$name" --overwrite
 done
+
+# The methods side by side: results/ranking/{report.md,methods.csv,runs.csv,kendall_tau.png,scatter.png}.
+python -m nas.benchmarks.ranking_report --runs "$RUNS" --ground-truth "$GT/groundtruth.csv" \
+  --out results/ranking --methods spos,pada,pada-code,fewshot,gmnas,alphanet --seeds 0,1,2
