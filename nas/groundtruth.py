@@ -4,9 +4,17 @@ The architecture list is drawn once (seeded, distinct canonical strings) and sav
 `archs.txt` before any training, so a resumed run trains exactly the same list. Every finished
 (architecture, seed) pair becomes a row of `groundtruth.csv` at once (atomically); a re-run skips
 finished rows and resumes an unfinished one from its own checkpoint under `models/`.
+
+Several workers may run the same command on the same directory (one per core or GPU, or on
+machines sharing a POSIX file system with working locks): a worker claims a row by holding an
+exclusive lock on its `models/<row>.lock` while it trains it, and appends to the CSV under a
+lock. The operating system drops the locks of a worker that dies, so its row is resumed by the
+next worker that reaches it.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -48,6 +56,38 @@ def _architecture_list(run: RunDir, space: SearchSpace, sample: int, seed: int) 
     return archs
 
 
+@contextlib.contextmanager
+def _exclusive_lock(path: Path, wait: bool):
+    """Yield whether this process holds an exclusive lock on `path` (created if missing)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _finished_rows(run: RunDir) -> pd.DataFrame:
+    path = run / GROUNDTRUTH_FILE
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=COLUMNS)
+
+
+def _append_row(run: RunDir, row: dict) -> None:
+    with _exclusive_lock(run / (GROUNDTRUTH_FILE + ".lock"), wait=True):
+        table = pd.concat([_finished_rows(run), pd.DataFrame([row])], ignore_index=True)
+        atomic_write_csv(run / GROUNDTRUTH_FILE, table[COLUMNS])
+
+
+def _is_finished(run: RunDir, arch: Architecture, seed: int) -> bool:
+    table = _finished_rows(run)
+    return bool(((table["arch"] == str(arch)) & (table["seed"].astype(int) == seed)).any())
+
+
 def groundtruth(space: SpaceConfig, data: DataConfig = DataConfig(),
                 train_config: TrainConfig = TrainConfig(), sample: int = 64, seeds: int = 2,
                 out: str | Path | None = None) -> Path:
@@ -65,25 +105,35 @@ def groundtruth(space: SpaceConfig, data: DataConfig = DataConfig(),
     run = RunDir(out or RunDir.default_path(f"groundtruth-{space.name}"))
     run.open(settings)
     archs = _architecture_list(run, base.space, sample, train_config.seed)
-    table = (pd.read_csv(run / GROUNDTRUTH_FILE) if (run / GROUNDTRUTH_FILE).is_file()
-             else pd.DataFrame(columns=COLUMNS))
-    done = set(zip(table["arch"], table["seed"].astype(int)))
     images = load_data(data.path)
     jobs = [(i, a, train_config.seed + j) for i, a in enumerate(archs) for j in range(seeds)]
-    with tqdm(total=len(jobs), initial=len(done), desc="ground truth", unit="model",
-              dynamic_ncols=True, disable=None) as bar:
+    elsewhere = 0  # rows that other live workers hold
+    with tqdm(total=len(jobs), initial=len(_finished_rows(run)), desc="ground truth",
+              unit="model", dynamic_ncols=True, disable=None) as bar:
         for index, arch, seed in jobs:
-            if (str(arch), seed) in done:
+            if _is_finished(run, arch, seed):  # re-read: other workers add rows
                 continue
-            context = Context(base.space, make_splits(images, data, seed, base.device), base.device)
-            row_run = RunDir(run / "models" / f"{index:04d}-seed{seed}")
-            row_run.open({"arch": str(arch), "seed": seed})
-            start = time.monotonic()
-            _, metrics = train_model(row_run, arch, context, replace(train_config, seed=seed))
-            row = {"arch": str(arch), "seed": seed, "accuracy": metrics["test_accuracy"],
-                   "params_m": base.space.params_m(arch), "flops_m": base.space.flops_m(arch),
-                   "wall_s": time.monotonic() - start}
-            table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
-            atomic_write_csv(run / GROUNDTRUTH_FILE, table[COLUMNS])
-            bar.update(1)
+            name = f"{index:04d}-seed{seed}"
+            with _exclusive_lock(run / "models" / f"{name}.lock", wait=False) as claimed:
+                if not claimed:
+                    elsewhere += 1
+                    continue
+                if _is_finished(run, arch, seed):  # finished between the check and the claim
+                    continue
+                context = Context(base.space, make_splits(images, data, seed, base.device),
+                                  base.device)
+                row_run = RunDir(run / "models" / name)
+                row_run.open({"arch": str(arch), "seed": seed})
+                start = time.monotonic()
+                _, metrics = train_model(row_run, arch, context, replace(train_config, seed=seed))
+                _append_row(run, {"arch": str(arch), "seed": seed,
+                                  "accuracy": metrics["test_accuracy"],
+                                  "params_m": base.space.params_m(arch),
+                                  "flops_m": base.space.flops_m(arch),
+                                  "wall_s": time.monotonic() - start})
+                bar.update(1)
+    if elsewhere:
+        print(f"{elsewhere} row{'s were' if elsewhere > 1 else ' was'} being trained by other "
+              f"workers when this one reached them; once those finish, {GROUNDTRUTH_FILE} is "
+              "complete")
     return run.path

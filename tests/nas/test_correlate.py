@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
@@ -52,6 +56,42 @@ def test_groundtruth_resumes_row_by_row_and_reproduces_a_row(groundtruth_run):
     again = pd.read_csv(path)
     assert len(again) == len(full)
     assert again.iloc[-1]["accuracy"] == last["accuracy"]  # same seed, same model
+
+
+def test_a_row_held_by_another_worker_is_left_to_it(groundtruth_run, capsys):
+    from nas.groundtruth import _exclusive_lock
+
+    path = groundtruth_run / "groundtruth.csv"
+    full = pd.read_csv(path)
+    path.write_text(full.iloc[1:].to_csv(index=False))  # the first row is not finished
+    argv = ["groundtruth", *TINY, "--epochs", "1", "--sample", "3", "--seeds", "2",
+            "--out", str(groundtruth_run)]
+    with _exclusive_lock(groundtruth_run / "models" / "0000-seed0.lock", wait=False) as held:
+        assert held  # as another live worker holds it
+        assert main(argv) == 0
+        assert len(pd.read_csv(path)) == len(full) - 1
+        assert "1 row was being trained by other workers" in capsys.readouterr().out
+    assert main(argv) == 0  # the lock is free: as after that worker died
+    again = pd.read_csv(path)
+    assert sorted(zip(again["arch"], again["seed"])) == sorted(zip(full["arch"], full["seed"]))
+
+
+def test_two_workers_share_one_ground_truth_without_repeating_a_row(tmp_path):
+    out = tmp_path / "gt"
+    argv = [sys.executable, "-m", "nas.cli", "groundtruth", *TINY, "--epochs", "1",
+            "--sample", "4", "--seeds", "2", "--device", "cpu", "--out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not (out / "archs.txt").is_file():  # the second joins a directory the first opened
+        assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
+        time.sleep(0.05)
+    second = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    outputs = [worker.communicate(timeout=600)[0].decode() for worker in (first, second)]
+    assert first.returncode == second.returncode == 0, outputs
+    table = pd.read_csv(out / "groundtruth.csv")
+    assert len(table) == 8 and not table.duplicated(["arch", "seed"]).any()
+    assert sum(1 for _ in (out / "models").glob("*/config.json")) == 8
 
 
 def _own_scores_as_truth(run, tmp_path, reverse=False):
