@@ -5,8 +5,8 @@ The architecture list is drawn once (seeded, distinct canonical strings) and sav
 (architecture, seed) pair becomes a row of `groundtruth.csv` at once (atomically); a re-run skips
 finished rows and resumes an unfinished one from its own checkpoint under `models/`.
 
-Several workers may run the same command on the same directory (one per core or GPU, or on
-machines sharing a POSIX file system with working locks): a worker claims a row by holding an
+Several workers may run the same command on the same directory, started together or later (one
+per core or GPU, or on machines sharing a POSIX file system with working locks): a worker claims a row by holding an
 exclusive lock on its `models/<row>.lock` while it trains it, and appends to the CSV under a
 lock. The operating system drops the locks of a worker that dies, so its row is resumed by the
 next worker that reaches it.
@@ -134,6 +134,6 @@ def groundtruth(space: SpaceConfig, data: DataConfig = DataConfig(),
                 bar.update(1)
     if elsewhere:
         print(f"{elsewhere} row{'s were' if elsewhere > 1 else ' was'} being trained by other "
-              f"workers when this one reached them; once those finish, {GROUNDTRUTH_FILE} is "
-              "complete")
+              f"workers when this one reached them; {GROUNDTRUTH_FILE} is complete once they "
+              "finish (if one stopped, run this command again to resume its row)")
     return run.path

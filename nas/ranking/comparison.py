@@ -21,6 +21,10 @@ def _checked_seeds(scores_by_seed: np.ndarray, n: int, name: str) -> np.ndarray:
         raise ConfigError(f"{name} must have shape (seeds, {n} architectures), "
                           f"but got shape {scores_by_seed.shape}")
     _check_finite(scores_by_seed, name)
+    constant = np.flatnonzero(np.ptp(scores_by_seed, axis=1) == 0)
+    if constant.size:
+        raise ConfigError(f"{name}: seed row {int(constant[0])} gives every architecture the same "
+                          "score, so it ranks nothing; check that run (a collapsed supernet?)")
     return scores_by_seed
 
 
@@ -54,6 +58,9 @@ def mean_tau_resamples(scores: dict[str, np.ndarray], truth: np.ndarray, *,
 def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
+    if values.size == 0:
+        raise ConfigError("no bootstrap resample gave a defined Kendall tau (too few distinct "
+                          "ground-truth values?); an interval needs more architectures")
     tail = (1.0 - level) / 2.0
     low, high = np.quantile(values, [tail, 1.0 - tail])
     return float(low), float(high)

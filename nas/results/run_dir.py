@@ -120,7 +120,10 @@ class RunDir:
                 raise ConfigError(f"{self.path} holds a run with other settings ({key}); "
                                   f"choose a new --out, or repeat the same command to resume it")
             return True
-        if self.path.exists() and any(self.path.iterdir()):
+        # Another process's half-written file (atomic writes' hidden .tmp) does not make the
+        # directory someone else's: ground-truth workers may open one directory at once.
+        if self.path.exists() and any(not (f.name.startswith(".") and f.name.endswith(".tmp"))
+                                      for f in self.path.iterdir()):
             raise ConfigError(f"{self.path} exists and is not an empty run directory; "
                               f"choose a new --out")
         atomic_write_json(self.path / CONFIG_FILE, {

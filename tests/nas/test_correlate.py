@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
@@ -81,12 +80,9 @@ def test_two_workers_share_one_ground_truth_without_repeating_a_row(tmp_path):
     argv = [sys.executable, "-m", "nas.cli", "groundtruth", *TINY, "--epochs", "1",
             "--sample", "4", "--seeds", "2", "--device", "cpu", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while not (out / "archs.txt").is_file():  # the second joins a directory the first opened
-        assert first.poll() is None and time.monotonic() < deadline, first.stdout.read()
-        time.sleep(0.05)
-    second = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Started together: they may meet on a directory that neither has finished creating.
+    first, second = (subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT) for _ in range(2))
     outputs = [worker.communicate(timeout=600)[0].decode() for worker in (first, second)]
     assert first.returncode == second.returncode == 0, outputs
     table = pd.read_csv(out / "groundtruth.csv")

@@ -81,5 +81,7 @@ def test_bad_input_is_one_clear_error() -> None:
         compare_with_baseline({"pada": np.stack([truth, truth])}, truth, "spos")
     with pytest.raises(ConfigError, match=r"shape \(seeds, 5 architectures\)"):
         mean_tau(np.ones((2, 4)), truth)
+    with pytest.raises(ConfigError, match="seed row 1 gives every architecture the same score"):
+        mean_tau(np.stack([truth, np.ones(5)]), truth)
     with pytest.raises(ConfigError, match="must be finite"):
         mean_tau(np.array([[1.0, np.nan, 2.0, 3.0, 4.0]]), truth)

@@ -246,3 +246,18 @@ def test_a_run_recorded_before_a_config_field_existed_still_resumes(tmp_path, ca
     assert main(argv) == 0  # the defaults are what that run ran with: a resume
     assert main([*argv, "--lr-schedule", "linear"]) == 2  # not what it ran with
     assert "lr_schedule" in capsys.readouterr().err
+
+
+def test_a_directory_holding_only_another_writers_temporary_file_is_still_free(tmp_path):
+    from nas.errors import ConfigError
+    from nas.results import RunDir
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".config.json.k3j2.tmp").write_text("{")  # another worker is writing config.json
+    assert RunDir(run).open({"kind": "groundtruth"}) is False
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")  # a user's file: never taken over
+    with pytest.raises(ConfigError, match="not an empty run directory"):
+        RunDir(other).open({"kind": "groundtruth"})
