@@ -32,6 +32,11 @@ class GroundTruth:
     column: str
 
 
+def correlation_folder(truth: GroundTruth) -> str:
+    """The folder inside a run directory where `nas correlate` writes results against `truth`."""
+    return f"correlation-{Path(truth.source).name.split('.')[0]}-{truth.column}"
+
+
 def read_ground_truth(path: str | Path, space: SearchSpace, column: str | None = None) -> GroundTruth:
     path = Path(path)
     if not path.is_file():
@@ -95,7 +100,7 @@ def correlate_run(run_dir: str | Path, ground_truth: str | Path, column: str | N
     """Score architectures with `run_dir`'s supernet; compare with ground truth; write results."""
     context, supernet, _ = load_supernet(run_dir, device)
     truth = read_ground_truth(ground_truth, context.space, column)
-    out = Path(run_dir) / f"correlation-{Path(truth.source).name.split('.')[0]}-{truth.column}"
+    out = Path(run_dir) / correlation_folder(truth)
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} exists; pass --overwrite to replace it")
     archs = _choose_archs(truth, context.space, archs_file, sample, seed)

@@ -13,7 +13,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from search_spaces.base import Architecture, Sampler, SearchSpace
+from search_spaces.base import Architecture, SearchSpace
+from search_spaces.uniform import UniformSampler
 
 
 def smoothed(scores: torch.Tensor, tau: float) -> torch.Tensor:
@@ -23,13 +24,12 @@ def smoothed(scores: torch.Tensor, tau: float) -> torch.Tensor:
     return tau * scores / total + (1.0 - tau) * uniform if total > 0 else uniform
 
 
-class ImportanceSampler(Sampler):
+class ImportanceSampler(UniformSampler):
     """Draws each decision's candidate independently from its own probabilities (uniform until
-    `set_probabilities`). Seeded; probabilities and generator state form its `state_dict`."""
+    `set_probabilities`). Seeded; probabilities join the generator state in its `state_dict`."""
 
     def __init__(self, space: SearchSpace, seed: int = 0) -> None:
-        self.space = space
-        self.rng = np.random.default_rng(seed)
+        super().__init__(space, seed)
         self.set_probabilities([[1.0 / len(d.choices)] * len(d.choices) for d in space.decisions])
 
     def set_probabilities(self, probabilities: Sequence[Sequence[float]]) -> None:
@@ -63,9 +63,8 @@ class ImportanceSampler(Sampler):
         return math.prod(1.0 / (len(row) * row[i]) for row, i in zip(self.probabilities, indices))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": self.rng.bit_generator.state,
-                "probabilities": [list(r) for r in self.probabilities]}
+        return {**super().state_dict(), "probabilities": [list(r) for r in self.probabilities]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
+        super().load_state_dict(state)
         self.set_probabilities(state["probabilities"])

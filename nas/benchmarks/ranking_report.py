@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nas.correlate import read_ground_truth
+from nas.correlate import correlation_folder, read_ground_truth
 from nas.errors import DataError, NasError
 from nas.ranking import (bootstrap_interval, compare_with_baseline, kendall_tau, mean_tau,
                          seed_to_seed_tau, top_k_overlap)
@@ -76,8 +76,7 @@ def method_table(scores: dict[str, np.ndarray], truth: np.ndarray, truth_by_seed
     for method, by_seed in scores.items():
         own = runs[runs["method"] == method]
         row = {"method": method, "seeds": by_seed.shape[0], **comparison[method],
-               "tau_seed_sd": float(np.std([kendall_tau(s, truth) for s in by_seed], ddof=1))
-               if by_seed.shape[0] > 1 else float("nan"),
+               "tau_seed_sd": float(own["kendall_tau"].std(ddof=1)),  # NaN for one seed
                "tau_vs_one_gt_seed": float(np.mean([mean_tau(by_seed, one) for one in truth_by_seed])),
                "spearman_rho": float(own["spearman_rho"].mean()),
                "precision_top10": float(own["precision_top10"].mean()),
@@ -225,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         methods = args.methods.split(",")
         truth_file = read_ground_truth(args.ground_truth, get_space(args.space))
-        correlation_dir = f"correlation-{args.ground_truth.name.split('.')[0]}-{truth_file.column}"
+        correlation_dir = correlation_folder(truth_file)
         scores, archs, truth, runs = load_methods(args.runs, methods, args.seeds,
                                                     correlation_dir)
         if truth_file.by_seed is None or truth_file.by_seed.shape[1] < 2:

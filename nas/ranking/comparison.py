@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from nas.errors import ConfigError
-from nas.ranking.metrics import _check_finite, _checked_values, _kendall_rows, kendall_tau
+from nas.ranking.metrics import (_check_finite, _checked_values, _kendall_rows, kendall_tau,
+                                 percentile_interval)
 
 
 def _checked_seeds(scores_by_seed: np.ndarray, n: int, name: str) -> np.ndarray:
@@ -55,15 +56,12 @@ def mean_tau_resamples(scores: dict[str, np.ndarray], truth: np.ndarray, *,
     return values
 
 
-def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if values.size == 0:
+def _defined_interval(values: np.ndarray) -> tuple[float, float]:
+    low, high = percentile_interval(values)
+    if np.isnan(low):
         raise ConfigError("no bootstrap resample gave a defined Kendall tau (too few distinct "
                           "ground-truth values?); an interval needs more architectures")
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(values, [tail, 1.0 - tail])
-    return float(low), float(high)
+    return low, high
 
 
 def compare_with_baseline(scores: dict[str, np.ndarray], truth: np.ndarray, baseline: str, *,
@@ -77,12 +75,12 @@ def compare_with_baseline(scores: dict[str, np.ndarray], truth: np.ndarray, base
     observed = {name: mean_tau(by_seed, truth) for name, by_seed in scores.items()}
     table = {}
     for name in scores:
-        low, high = percentile_interval(draws[name])
+        low, high = _defined_interval(draws[name])
         difference = draws[name] - draws[baseline]
         row = {"mean_tau": observed[name], "low": low, "high": high,
                "difference": observed[name] - observed[baseline]}
         if name != baseline:
-            row["difference_low"], row["difference_high"] = percentile_interval(difference)
+            row["difference_low"], row["difference_high"] = _defined_interval(difference)
             row["verdict"] = ("better" if row["difference_low"] > 0 else
                               "worse" if row["difference_high"] < 0 else "no clear difference")
         table[name] = row

@@ -199,7 +199,14 @@ def bootstrap_interval(statistic: Statistic, scores: np.ndarray, truth: np.ndarr
         raise ConfigError(f"resamples must be a positive integer, but got {resamples!r}")
     if not 0.0 < level < 1.0:
         raise ConfigError(f"level must be in (0, 1), such as 0.95, but got {level}")
-    values = _resampled_statistics(statistic, scores, truth, resamples, seed)
+    return percentile_interval(_resampled_statistics(statistic, scores, truth, resamples, seed),
+                               level)
+
+
+def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """The central `level` share of bootstrap `values`, NaNs (undefined resamples) dropped;
+    (nan, nan) when none is defined."""
+    values = np.asarray(values, dtype=float)
     values = values[~np.isnan(values)]
     if values.size == 0:
         return math.nan, math.nan
