@@ -1,7 +1,8 @@
 """The Python API; `nas` on the command line is a thin layer over these functions.
 
     from nas import api
-    result = api.search(api.SpaceConfig("nb201", width=8, cells=1), trials=50)
+    result = api.search(api.SpaceConfig("nb201", width=8, cells=1),
+                        search_config=api.SearchConfig(trials=50))
     api.export(result.run_dir, "best.pt2")
 """
 from __future__ import annotations
@@ -12,16 +13,17 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from nas.config import DataConfig, SearchConfig, SpaceConfig, TrainConfig
+from nas.config import (DEFAULT_METHOD, SUPERNET_TRAINING, DataConfig, SearchConfig,
+                        SpaceConfig, TrainConfig, with_added_defaults)
 from nas.errors import ConfigError
 from nas.export import ExportedFiles, save_model
 from nas.results import RunDir, atomic_write_json
+from nas.ranking.proxies import PROXIES, ProxyScorer
 from nas.searchers import SEARCHERS
 from nas.search_run import BEST_FILE, TRIALS_FILE, run_search
-from nas.standalone import train_model
-from nas.supernet_run import (Context, build_context, build_method, calibrate_for,
-                              load_supernet, score_architecture, supernet_settings,
-                              train_supernet_in)
+from nas.standalone import StandaloneStep, train_model
+from nas.supernet_run import (SearchProblem, build_method, build_problem, load_supernet,
+                              supernet_settings, train_supernet_in)
 from search_spaces import Architecture
 
 __all__ = ["DataConfig", "SearchConfig", "SpaceConfig", "TrainConfig", "export", "search",
@@ -37,6 +39,7 @@ class SearchResult:
     flops_m: float | None = None
     median_val_accuracy: float | None = None  # over all trials: how well the supernet is trained
     chance_accuracy: float | None = None      # 100 / classes
+    scorer: str = "supernet"                  # or "proxy:NAME": then best_val_accuracy is its score
 
 
 @dataclass(frozen=True)
@@ -47,59 +50,88 @@ class TrainResult:
     exported: ExportedFiles | None = None
 
 
-def _normalisation(context: Context) -> dict[str, Any]:
-    source = context.splits.train
+def _normalisation(problem: SearchProblem) -> dict[str, Any]:
+    source = problem.splits.train
     return {"mean": source.mean.flatten().tolist(), "std": source.std.flatten().tolist(),
             "scale": "pixels / 255, then (x - mean) / std"}
 
 
 def supernet(space: SpaceConfig = SpaceConfig(), data: DataConfig = DataConfig(),
-             train_config: TrainConfig = TrainConfig(), method: str = "spos",
+             train_config: TrainConfig = SUPERNET_TRAINING, method: str = DEFAULT_METHOD,
              method_options: Mapping[str, Any] | None = None,
              out: str | Path | None = None) -> Path:
     """Train a supernet into a run directory (resuming it if it holds the same settings)."""
     settings = {"kind": "supernet",
                 **supernet_settings(space, data, train_config, method, method_options or {})}
-    context = build_context(space, data, train_config.seed, train_config.device)
-    build_method(settings, context.space)  # options that do not fit the space fail before any file
+    problem = build_problem(space, data, train_config.seed, train_config.device)
+    build_method(settings, problem.space)  # options that do not fit the space fail before any file
     run = RunDir(out or RunDir.default_path(f"supernet-{space.name}"))
-    run.open(settings)
-    train_supernet_in(run, settings, context)
+    run.open(settings, fill_defaults=with_added_defaults)
+    train_supernet_in(run, settings, problem)
     return run.path
 
 
 def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
-           train_config: TrainConfig = TrainConfig(), search_config: SearchConfig = SearchConfig(),
-           method: str = "spos", method_options: Mapping[str, Any] | None = None,
+           train_config: TrainConfig = SUPERNET_TRAINING,
+           search_config: SearchConfig = SearchConfig(),
+           method: str = DEFAULT_METHOD, method_options: Mapping[str, Any] | None = None,
            supernet_run: str | Path | None = None, out: str | Path | None = None) -> SearchResult:
-    """Train a supernet (or reuse `supernet_run`'s), then search it; see `nas search --help`."""
+    """Train a supernet (or reuse `supernet_run`'s), then search it; see `nas search --help`.
+    With `search_config.scorer` "proxy:NAME" no supernet is trained: a training-free proxy
+    scores each architecture."""
     SEARCHERS.get(search_config.searcher)  # an unknown name fails before any training
+    if search_config.proxy is not None:
+        return _search_with_proxy(space or SpaceConfig(), data, train_config, search_config,
+                                  supernet_run, out)
     if supernet_run is not None:
-        context, net, source = load_supernet(supernet_run, train_config.device)
-        if space is not None and space.name != context.space.name:
-            raise ConfigError(f"the supernet in {supernet_run} is a {context.space.name!r} supernet, "
-                              f"but --space {space.name} was given")
+        trained = load_supernet(supernet_run, train_config.device)
+        if space is not None and space.name != trained.problem.space.name:
+            raise ConfigError(f"the supernet in {supernet_run} is a {trained.problem.space.name!r} "
+                              f"supernet, but --space {space.name} was given")
         settings = {"kind": "search", "supernet_run": str(Path(supernet_run).resolve()),
                     "search": asdict(search_config)}
-        run = RunDir(out or RunDir.default_path(context.space.name))
-        run.open(settings)
+        run = RunDir(out or RunDir.default_path(trained.problem.space.name))
+        run.open(settings, fill_defaults=with_added_defaults)
     else:
         space = space or SpaceConfig()
         settings = {"kind": "search", "search": asdict(search_config),
                     **supernet_settings(space, data, train_config, method, method_options or {})}
-        context = build_context(space, data, train_config.seed, train_config.device)
-        build_method(settings, context.space)  # options that do not fit the space fail first
+        problem = build_problem(space, data, train_config.seed, train_config.device)
+        build_method(settings, problem.space)  # options that do not fit the space fail first
         run = RunDir(out or RunDir.default_path(space.name))
-        run.open(settings)
-        net = train_supernet_in(run, settings, context)
-    found = run_search(run, context, net, search_config)
+        run.open(settings, fill_defaults=with_added_defaults)
+        trained = train_supernet_in(run, settings, problem)
+    problem = trained.problem
+    found = run_search(run, problem, trained.score, search_config)
     if found is None:
         return SearchResult(run.path, None, None)
     best, score = found
     median = float(pd.read_csv(run / TRIALS_FILE)["val_accuracy"].median())
-    return SearchResult(run.path, best, score, context.space.params_m(best),
-                        context.space.flops_m(best), median,
-                        100.0 / context.space.skeleton.num_classes)
+    return SearchResult(run.path, best, score, problem.space.params_m(best),
+                        problem.space.flops_m(best), median,
+                        100.0 / problem.space.skeleton.num_classes)
+
+
+def _search_with_proxy(space: SpaceConfig, data: DataConfig, train_config: TrainConfig,
+                       search_config: SearchConfig, supernet_run: str | Path | None,
+                       out: str | Path | None) -> SearchResult:
+    """A zero-training search: the proxy scores fresh models (seeded by the search seed)."""
+    PROXIES.get(search_config.proxy)
+    if supernet_run is not None:
+        raise ConfigError(f"--scorer {search_config.scorer} scores without a supernet; drop "
+                          f"--supernet, or use --scorer supernet")
+    problem = build_problem(space, data, search_config.seed, train_config.device)
+    settings = {"kind": "search", "search": asdict(search_config), "space": asdict(space),
+                "data": asdict(data)}
+    run = RunDir(out or RunDir.default_path(f"{space.name}-{search_config.proxy}"))
+    run.open(settings, fill_defaults=with_added_defaults)
+    scorer = ProxyScorer(problem, search_config.proxy, search_config.seed)
+    found = run_search(run, problem, scorer, search_config, column=search_config.proxy)
+    if found is None:
+        return SearchResult(run.path, None, None, scorer=search_config.scorer)
+    best, score = found
+    return SearchResult(run.path, best, score, problem.space.params_m(best),
+                        problem.space.flops_m(best), scorer=search_config.scorer)
 
 
 def _best_of(run_path: Path) -> str:
@@ -110,39 +142,66 @@ def _best_of(run_path: Path) -> str:
 
 
 def export(run_dir: str | Path, out: str | Path, arch: str | None = None, init: str = "inherit",
-           overwrite: bool = False, device: str = "auto",
-           calibration_batches: int | None = None) -> ExportedFiles:
-    """Export `arch` (default: the run's best) from a run's supernet as a standalone model."""
+           overwrite: bool = False, device: str = TrainConfig.device) -> ExportedFiles:
+    """Export `arch` (default: the run's best) from a run's supernet as a standalone model.
+
+    With inherited weights the model carries BatchNorm statistics recalibrated for `arch`
+    (a plain model normalises with running statistics, whatever mode the method scores in).
+    `OUT.json` records `val_accuracy`, the exported model's own validation accuracy, and the
+    method's score of `arch` (`supernet_score`, in its `bn_mode`): equal under "recalibrate".
+    """
     if init not in ("inherit", "scratch"):
         raise ConfigError(f"unknown --init {init!r}; choose inherit or scratch")
-    context, net, settings = load_supernet(run_dir, device)
-    arch_obj = context.space.parse(arch if arch is not None else _best_of(Path(run_dir)))
-    model = context.space.build_model(arch_obj)
+    settings = with_added_defaults(RunDir(run_dir).settings())
+    if settings.get("search", {}).get("scorer", "supernet") != "supernet":
+        return _export_from_proxy_search(run_dir, settings, out, arch, init, overwrite, device)
+    trained = load_supernet(run_dir, device)
+    problem, net, method = trained.problem, trained.supernet, trained.method
+    arch_obj = problem.space.parse(arch if arch is not None else _best_of(Path(run_dir)))
+    model = problem.space.build_model(arch_obj)
     metadata: dict[str, Any] = {"init": init, "source_run": str(Path(run_dir).resolve()),
-                                "normalization": _normalisation(context)}
+                                "normalization": _normalisation(problem)}
     if init == "inherit":
-        batches = calibration_batches or RunDir(run_dir).settings().get(
-            "search", asdict(SearchConfig()))["calibration_batches"]
-        metadata["val_accuracy"] = score_architecture(net, arch_obj, context, batches)
-        calibrate_for(net, arch_obj, context, batches)
+        data = problem.scoring_data()
+        metadata["supernet_score"] = method.score(net, arch_obj, data)
+        metadata["bn_mode"] = method.config.bn_mode
+        method.calibrate(net, arch_obj, data)
         model.load_state_dict(net.subnet_state_dict(arch_obj, model))
-    return save_model(model, context.space, arch_obj, out, metadata, overwrite=overwrite)
+        model.to(problem.device)
+        metadata["val_accuracy"] = StandaloneStep().score(model, arch_obj, data)
+    return save_model(model, problem.space, arch_obj, out, metadata, overwrite=overwrite)
+
+
+def _export_from_proxy_search(run_dir: str | Path, settings: Mapping[str, Any], out: str | Path,
+                              arch: str | None, init: str, overwrite: bool,
+                              device: str) -> ExportedFiles:
+    """A proxy search trained no weights: its architecture leaves with fresh ones."""
+    if init != "scratch":
+        raise ConfigError(f"{run_dir} was searched with {settings['search']['scorer']}, which "
+                          f"trains no weights to inherit; export with --init scratch")
+    problem = build_problem(SpaceConfig(**settings["space"]), DataConfig(**settings["data"]),
+                            settings["search"]["seed"], device)
+    arch_obj = problem.space.parse(arch if arch is not None else _best_of(Path(run_dir)))
+    metadata = {"init": init, "source_run": str(Path(run_dir).resolve()),
+                "normalization": _normalisation(problem)}
+    return save_model(problem.space.build_model(arch_obj), problem.space, arch_obj, out, metadata,
+                      overwrite=overwrite)
 
 
 def train(space: SpaceConfig, arch: str, data: DataConfig = DataConfig(),
           train_config: TrainConfig = TrainConfig(), out: str | Path | None = None) -> TrainResult:
     """Train one architecture from scratch; report and save its test accuracy and model."""
-    context = build_context(space, data, train_config.seed, train_config.device)
-    arch_obj = context.space.parse(arch)
+    problem = build_problem(space, data, train_config.seed, train_config.device)
+    arch_obj = problem.space.parse(arch)
     settings = {"kind": "train", "space": asdict(space), "data": asdict(data),
                 "train": asdict(train_config), "arch": str(arch_obj)}
     run = RunDir(out or RunDir.default_path(f"train-{space.name}"))
-    run.open(settings)
-    model, metrics = train_model(run, arch_obj, context, train_config)
-    metrics = {**metrics, "params_m": context.space.params_m(arch_obj),
-               "flops_m": context.space.flops_m(arch_obj)}
+    run.open(settings, fill_defaults=with_added_defaults)
+    model, metrics = train_model(run, arch_obj, problem, train_config)
+    metrics = {**metrics, "params_m": problem.space.params_m(arch_obj),
+               "flops_m": problem.space.flops_m(arch_obj)}
     atomic_write_json(run / "metrics.json", {"arch": str(arch_obj), **metrics})
-    files = save_model(model, context.space, arch_obj, run / "model.pt2",
-                       {"init": "scratch-trained", "normalization": _normalisation(context),
+    files = save_model(model, problem.space, arch_obj, run / "model.pt2",
+                       {"init": "scratch-trained", "normalization": _normalisation(problem),
                         **metrics}, overwrite=True)
     return TrainResult(run.path, arch_obj, metrics, files)

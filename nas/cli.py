@@ -9,13 +9,24 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from nas.config import (DEFAULT_METHOD, SUPERNET_TRAINING, DataConfig, SearchConfig,
+                        SpaceConfig, TrainConfig)
+from nas.correlate import DEFAULT_SAMPLE as CORRELATE_SAMPLE
 from nas.errors import NasError
+from nas.groundtruth import DEFAULT_SAMPLE as GROUNDTRUTH_SAMPLE
+from nas.groundtruth import DEFAULT_SEEDS as GROUNDTRUTH_SEEDS
+from nas.ranking.proxies import PROXIES, parse_proxy_names
+from nas.searchers import SEARCHERS
+from search_spaces import SPACES
+from supernets import METHODS
 
-# Defaults of the main job, sized so `nas search --space darts` on the embedded digits finishes
-# in minutes on 2 CPU cores; the literature's budgets are given with --epochs / --trials.
-DEFAULT_SUPERNET_EPOCHS = 20
-DEFAULT_TRAIN_EPOCHS = 30
-DEFAULT_TRIALS = 100
+# Every default below is read from the config it fills (one place for each): the supernet
+# commands train `SUPERNET_TRAINING`, the stand-alone ones `TrainConfig()`.
+_STANDALONE_TRAINING = TrainConfig()
+
+
+def _names(registry) -> str:
+    return ", ".join(registry.names())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,61 +66,69 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default=None, metavar="PATH",
                         help="a .npz file or a cifar-10-batches-py directory "
                              "(default: the embedded handwritten digits)")
-    parser.add_argument("--batch-size", type=_positive, default=64)
+    parser.add_argument("--batch-size", type=_positive, default=DataConfig.batch_size)
     parser.add_argument("--train-subset", type=_positive, default=None, metavar="N",
                         help="use a seeded subset of N training images (default: all)")
-    parser.add_argument("--seed", type=_non_negative, default=0)
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    parser.add_argument("--seed", type=_non_negative, default=TrainConfig.seed)
+    parser.add_argument("--device", default=TrainConfig.device,
+                        help=f"auto, cpu or cuda[:N] (default: {TrainConfig.device})")
 
 
 def _add_space(parser: argparse.ArgumentParser, required: bool) -> None:
     parser.add_argument("--space", required=required, default=None,
-                        help="search space: darts, mobilenet or nb201")
+                        help=f"search space: {_names(SPACES)}"
+                             + ("" if required else f" (default {SpaceConfig.name})"))
     parser.add_argument("--width", type=_positive, default=None, metavar="C",
                         help="skeleton width (NB201/DARTS C; mobilenet first-conv width)")
     parser.add_argument("--cells", type=_positive, default=None, metavar="N",
                         help="skeleton depth (NB201 cells per stage; DARTS layers; mobilenet stages)")
 
 
-def _add_training(parser: argparse.ArgumentParser, epochs: int) -> None:
-    parser.add_argument("--epochs", type=_non_negative, default=epochs)
-    parser.add_argument("--lr", type=_positive_float, default=None,
-                        help="initial learning rate (default 0.05)")
+def _add_training(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
+    parser.add_argument("--epochs", type=_non_negative, default=defaults.epochs,
+                        help=f"training epochs (default {defaults.epochs})")
+    parser.add_argument("--lr", type=_positive_float, default=defaults.lr,
+                        help=f"initial learning rate (default {defaults.lr})")
     parser.add_argument("--lr-schedule", choices=("cosine", "linear", "constant"),
-                        default="cosine", help="learning-rate decay per step (default cosine)")
-    parser.add_argument("--warmup-epochs", type=_non_negative, default=0, metavar="N",
-                        help="linear learning-rate warm-up epochs (default 0)")
-    parser.add_argument("--checkpoint-every", type=_non_negative, default=100, metavar="STEPS",
-                        help="checkpoint every STEPS steps as well as every epoch (0: epochs only)")
+                        default=defaults.lr_schedule,
+                        help=f"learning-rate decay per step (default {defaults.lr_schedule})")
+    parser.add_argument("--warmup-epochs", type=_non_negative, default=defaults.warmup_epochs,
+                        metavar="N", help=f"linear learning-rate warm-up epochs (default "
+                                          f"{defaults.warmup_epochs})")
+    parser.add_argument("--checkpoint-every", type=_non_negative,
+                        default=defaults.checkpoint_every_steps, metavar="STEPS",
+                        help="checkpoint every STEPS steps as well as every epoch (0: epochs only; "
+                             f"default {defaults.checkpoint_every_steps})")
 
 
-def _add_shared(parser: argparse.ArgumentParser, *, is_space_required: bool, epochs: int) -> None:
+def _add_shared(parser: argparse.ArgumentParser, *, is_space_required: bool,
+                defaults: TrainConfig) -> None:
     """The options of every command that trains: space and skeleton, data, training, --out."""
     _add_space(parser, required=is_space_required)
     _add_data(parser)
-    _add_training(parser, epochs)
+    _add_training(parser, defaults)
     parser.add_argument("--out", default=None, metavar="RUN_DIR")
 
 
 def _add_method(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", default="spos",
-                        help="supernet training method: alphanet, fewshot, gmnas, pada or spos "
-                             "(default spos)")
+    parser.add_argument("--method", default=DEFAULT_METHOD,
+                        help=f"supernet training method: {_names(METHODS)} "
+                             f"(default {DEFAULT_METHOD})")
     parser.add_argument("--method-opt", action="append", default=[], metavar="KEY=VALUE",
                         help="a method option, checked against the method's settings; repeatable")
 
 
-def _configs(args: argparse.Namespace):
-    from nas.config import DataConfig, SpaceConfig, TrainConfig
+def _configs(args: argparse.Namespace, with_training: bool = True):
     from nas.data.datasets import check_data_path
 
     data = DataConfig(path=str(Path(check_data_path(args.data)).resolve())
                       if args.data is not None else None,
-                      batch_size=args.batch_size, train_subset=args.train_subset)
+                      train_subset=args.train_subset,
+                      **({"batch_size": args.batch_size} if with_training else {}))
     train = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device,
                         checkpoint_every_steps=args.checkpoint_every,
                         lr_schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
-                        **({"lr": args.lr} if args.lr else {}))
+                        lr=args.lr) if with_training else None
     space = SpaceConfig(args.space, args.width, args.cells) if args.space is not None else None
     return space, data, train
 
@@ -134,14 +153,22 @@ def _run_supernet(args: argparse.Namespace) -> None:
 
 def _run_search(args: argparse.Namespace) -> None:
     from nas import api
-    from nas.config import SearchConfig
 
     space, data, train = _configs(args)
-    search = SearchConfig(searcher=args.searcher, trials=args.trials, seed=args.seed)
+    search = SearchConfig(searcher=args.searcher, trials=args.trials, seed=args.seed,
+                          scorer=args.scorer)
     result = api.search(space, data, train, search, args.method, _method_options(args),
                         args.supernet, args.out)
     if result.best is None:
-        print(f"no search (--trials 0); supernet in {result.run_dir}")
+        print(f"no search (--trials 0); run directory {result.run_dir}")
+        return
+    if result.scorer != "supernet":
+        print(f"best architecture by {result.scorer} (no training): {result.best}")
+        print(f"  score {result.best_val_accuracy:.6g}, {result.params_m:.4f} M params, "
+              f"{result.flops_m:.3f} MFLOPs")
+        print(f"run directory: {result.run_dir}  (trials.csv, best.txt, study.db, tb/)")
+        print(f"next: nas train --space {result.best.space} --arch \"{result.best}\"   |   "
+              f"nas export {result.run_dir} --init scratch --out best.pt2")
         return
     print(f"best architecture: {result.best}")
     print(f"  validation accuracy {result.best_val_accuracy:.2f}% (supernet weights), "
@@ -183,9 +210,28 @@ def _run_groundtruth(args: argparse.Namespace) -> None:
     print(f"ground truth: {run / GROUNDTRUTH_FILE}  (one row per architecture and seed)")
 
 
-def _run_correlate(args: argparse.Namespace) -> None:
-    from nas.correlate import compare_runs, correlate_run, format_report
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"expected distinct whole numbers >= 0 such as 0,1,2; "
+                                         f"got {text!r}")
+    return seeds
 
+
+def _run_correlate(args: argparse.Namespace) -> None:
+    from nas.correlate import compare_runs, correlate_proxies, correlate_run, format_report
+
+    if args.proxy is not None:
+        _run_correlate_proxies(args, correlate_proxies, format_report)
+        return
+    if not args.run_dirs:
+        raise NasError("give one or more RUN_DIRs to score with their supernets, or --proxy "
+                       "NAME[,NAME] with --space to score with training-free proxies")
+    if args.space is not None:
+        raise NasError("--space is for --proxy; a run directory knows its own space")
     if len(args.run_dirs) > 1 and args.out is None:
         raise NasError("several runs need --out DIR for their across-run comparison")
     reports = []
@@ -200,6 +246,25 @@ def _run_correlate(args: argparse.Namespace) -> None:
         print("across runs: " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "runs"))
 
 
+def _run_correlate_proxies(args: argparse.Namespace, correlate_proxies, format_report) -> None:
+    from nas.supernet_run import build_problem
+
+    if args.run_dirs:
+        raise NasError("--proxy scores without a supernet; drop the RUN_DIRs (or --proxy)")
+    if args.space is None or args.out is None:
+        raise NasError("--proxy needs --space (and --width/--cells/--data as the ground truth "
+                       "was trained) and --out DIR for the proxies' results")
+    names = parse_proxy_names(args.proxy)
+    space, data, _ = _configs(args, with_training=False)
+    problem = build_problem(space, data, args.proxy_seeds[0], args.device)
+    for report in correlate_proxies(problem, names, args.ground_truth, args.out, args.column,
+                                    args.archs, args.sample, args.seed, args.proxy_seeds,
+                                    overwrite=args.overwrite):
+        print(f"{report['proxy']} (seed {report['proxy_seed']}, {report['wall_s']:.1f} s): "
+              f"{report['architectures']} architectures vs {report['column']} of "
+              f"{report['ground_truth']}\n{format_report(report)}\nwritten to {report['out']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nas", description="Neural architecture search with "
                                      "weight-sharing supernets.")
@@ -211,18 +276,22 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     sup = command("supernet", "Train a weight-sharing supernet into a run directory.", _run_supernet)
-    _add_shared(sup, is_space_required=True, epochs=DEFAULT_SUPERNET_EPOCHS)
+    _add_shared(sup, is_space_required=True, defaults=SUPERNET_TRAINING)
     _add_method(sup)
 
     srch = command("search", "Train a supernet (or reuse one) and search it for the best "
                    "architecture.", _run_search)
-    _add_shared(srch, is_space_required=False, epochs=DEFAULT_SUPERNET_EPOCHS)
+    _add_shared(srch, is_space_required=False, defaults=SUPERNET_TRAINING)
     _add_method(srch)
     srch.add_argument("--supernet", default=None, metavar="RUN_DIR",
                       help="reuse the supernet of this run instead of training one")
-    srch.add_argument("--searcher", default="tpe", help="tpe (default) or random")
-    srch.add_argument("--trials", type=_non_negative, default=DEFAULT_TRIALS,
-                      help=f"architectures to score (default {DEFAULT_TRIALS}; 0 = no search)")
+    srch.add_argument("--searcher", default=SearchConfig.searcher,
+                      help=f"{_names(SEARCHERS)} (default {SearchConfig.searcher})")
+    srch.add_argument("--trials", type=_non_negative, default=SearchConfig.trials,
+                      help=f"architectures to score (default {SearchConfig.trials}; 0 = no search)")
+    srch.add_argument("--scorer", default=SearchConfig.scorer, metavar="SCORER",
+                      help=f"what scores an architecture: supernet (default) or proxy:NAME, a "
+                           f"training-free proxy ({_names(PROXIES)}): no training at all")
 
     exp = command("export", "Export an architecture as a standalone PyTorch model.", _run_export)
     exp.add_argument("run_dir", metavar="RUN_DIR")
@@ -231,33 +300,50 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--init", default="inherit", choices=["inherit", "scratch"],
                      help="weights from the supernet (inherit) or freshly initialised (scratch)")
     exp.add_argument("--overwrite", action="store_true", help="replace existing output files")
-    exp.add_argument("--device", default="auto")
+    exp.add_argument("--device", default=TrainConfig.device)
 
     trn = command("train", "Train one architecture stand-alone and report test accuracy.",
                   _run_train)
-    _add_shared(trn, is_space_required=True, epochs=DEFAULT_TRAIN_EPOCHS)
+    _add_shared(trn, is_space_required=True, defaults=_STANDALONE_TRAINING)
     trn.add_argument("--arch", required=True, help="architecture string of the space")
 
     gt = command("groundtruth", "Train sampled architectures stand-alone (K seeds each) as "
                  "ground truth for nas correlate.", _run_groundtruth)
-    _add_shared(gt, is_space_required=True, epochs=DEFAULT_TRAIN_EPOCHS)
-    gt.add_argument("--sample", type=_positive, default=64, help="architectures (default 64)")
-    gt.add_argument("--seeds", type=_positive, default=2, help="seeds per architecture (default 2)")
+    _add_shared(gt, is_space_required=True, defaults=_STANDALONE_TRAINING)
+    gt.add_argument("--sample", type=_positive, default=GROUNDTRUTH_SAMPLE,
+                    help=f"architectures (default {GROUNDTRUTH_SAMPLE})")
+    gt.add_argument("--seeds", type=_positive, default=GROUNDTRUTH_SEEDS,
+                    help=f"seeds per architecture (default {GROUNDTRUTH_SEEDS})")
 
     cor = command("correlate", "Rank architectures with trained supernets and compare with "
                   "ground truth (Kendall tau, Spearman, Pearson, top-k precision, regret).",
                   _run_correlate)
-    cor.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    cor.add_argument("run_dirs", nargs="*", metavar="RUN_DIR")
     cor.add_argument("--ground-truth", required=True, metavar="CSV",
                      help="arch,accuracy CSV (nas groundtruth) or a NAS-Bench-201 table")
     cor.add_argument("--column", default=None, help="accuracy column (default: accuracy, or "
                      "cifar10_test for a NAS-Bench-201 table)")
     cor.add_argument("--archs", default=None, metavar="FILE", help="architectures to score, one a line")
-    cor.add_argument("--sample", type=_positive, default=100, help="architectures (default 100)")
+    cor.add_argument("--sample", type=_positive, default=CORRELATE_SAMPLE,
+                     help=f"architectures (default {CORRELATE_SAMPLE})")
     cor.add_argument("--seed", type=_non_negative, default=0)
-    cor.add_argument("--out", default=None, metavar="DIR", help="across-run results (several runs)")
+    cor.add_argument("--out", default=None, metavar="DIR",
+                     help="across-run results (several runs); with --proxy, where each proxy's "
+                          "results go (DIR/proxy-NAME-seedK/)")
     cor.add_argument("--overwrite", action="store_true")
-    cor.add_argument("--device", default="auto")
+    cor.add_argument("--device", default=TrainConfig.device)
+    cor.add_argument("--proxy", default=None, metavar="NAME[,NAME]",
+                     help=f"score with training-free proxies instead of supernets: "
+                          f"{_names(PROXIES)}")
+    cor.add_argument("--proxy-seeds", type=_seed_list, default=[0], metavar="K[,K]",
+                     help="with --proxy: seeds of the fresh models and the scored batch "
+                          "(default 0)")
+    _add_space(cor, required=False)
+    cor.add_argument("--data", default=None, metavar="PATH",
+                     help="with --proxy: the data the proxies score batches of (default: the "
+                          "embedded digits)")
+    cor.add_argument("--train-subset", type=_positive, default=None, metavar="N",
+                     help="with --proxy: as the ground truth was trained")
     return parser
 
 

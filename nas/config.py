@@ -20,6 +20,13 @@ from supernets.methods import METHODS
 C = TypeVar("C")
 
 
+DEFAULT_METHOD = "spos"  # the baseline every ranking figure is compared with
+# The supernet budget of `nas supernet` / `nas search` (API and CLI alike), sized so that the main
+# job on the embedded digits finishes in minutes on 2 CPU cores; `TrainConfig()` itself is the
+# stand-alone budget of `nas train` / `nas groundtruth`.
+SUPERNET_TRAINING = TrainConfig(epochs=20)
+
+
 @dataclass(frozen=True)
 class SpaceConfig:
     name: str = "darts"
@@ -31,14 +38,22 @@ class SpaceConfig:
 class SearchConfig:
     searcher: str = "tpe"
     trials: int = 100
-    calibration_batches: int = 10  # BN recalibration batches per architecture (SPOS uses 200 x 128)
     seed: int = 0
+    # What scores an architecture: "supernet" (trained weight-sharing supernet) or
+    # "proxy:NAME", a training-free proxy of `nas.ranking.proxies` (no training at all).
+    scorer: str = "supernet"
 
     def __post_init__(self) -> None:
         if self.trials < 0:
             raise ConfigError(f"trials must be >= 0, got {self.trials}")
-        if self.calibration_batches < 1:
-            raise ConfigError(f"calibration_batches must be >= 1, got {self.calibration_batches}")
+        if self.scorer != "supernet" and not self.scorer.startswith("proxy:"):
+            raise ConfigError(f"unknown scorer {self.scorer!r}; choose supernet or proxy:NAME "
+                              f"(e.g. proxy:naswot)")
+
+    @property
+    def proxy(self) -> str | None:
+        """The proxy's name when a proxy scores, else None."""
+        return self.scorer.partition(":")[2] if self.scorer != "supernet" else None
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -94,9 +109,16 @@ def parse_options(cls: type[C], pairs: Iterable[str], what: str = "option") -> C
 
 def with_added_defaults(previous: dict[str, Any]) -> dict[str, Any]:
     """A run's recorded settings, plus every config field added since they were written, at
-    its default: what that run ran with. So a newer platform still resumes an older run when
-    the command asks for nothing the run did not do (a non-default value still differs)."""
+    its default (and any field that moved, moved): what that run ran with. So a newer platform
+    still resumes and loads an older run when the command asks for nothing the run did not do
+    (a non-default value still differs)."""
     result = json.loads(json.dumps(previous))
+    # A field that moved: BN calibration batches, once a search setting, are the method's.
+    search, method = result.get("search"), result.get("method")
+    if isinstance(search, dict) and "calibration_batches" in search:
+        moved = search.pop("calibration_batches")
+        if isinstance(method, dict) and isinstance(method.get("options"), dict):
+            method["options"].setdefault("calibration_batches", moved)
     sections: list[tuple[Any, type]] = [(result.get(key), cls) for key, cls in (
         ("train", TrainConfig), ("data", DataConfig), ("space", SpaceConfig),
         ("search", SearchConfig))]
@@ -112,5 +134,5 @@ def with_added_defaults(previous: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-__all__ = ["DataConfig", "SearchConfig", "SpaceConfig", "TrainConfig", "from_dict",
-           "parse_options", "to_dict", "with_added_defaults"]
+__all__ = ["DEFAULT_METHOD", "SUPERNET_TRAINING", "DataConfig", "SearchConfig", "SpaceConfig",
+           "TrainConfig", "from_dict", "parse_options", "to_dict", "with_added_defaults"]

@@ -8,20 +8,26 @@ itself is reported as the noise ceiling.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
+from nas.config import TrainConfig
 from nas.errors import ArchitectureError, ConfigError, DataError
 from nas.ranking import (rank_plot, ranking_figures, scatter_plot, score_variance,
                          seed_to_seed_tau, top_k_overlap)
 from nas.results import atomic_write_csv, atomic_write_json
-from nas.supernet_run import load_supernet, score_architecture
+from nas.ranking.proxies import ProxyScorer
+from nas.supernet_run import SearchProblem, load_supernet
 from search_spaces import SearchSpace
 
 NB201_DEFAULT_COLUMN = "cifar10_test"
+DEFAULT_SAMPLE = 100  # architectures scored when no --archs list is given
 
 
 @dataclass(frozen=True)
@@ -94,33 +100,83 @@ def _choose_archs(truth: GroundTruth, space: SearchSpace, archs_file: str | None
 
 
 def correlate_run(run_dir: str | Path, ground_truth: str | Path, column: str | None = None,
-                  archs_file: str | None = None, sample: int = 100, seed: int = 0,
-                  calibration_batches: int = 10, overwrite: bool = False,
-                  device: str = "auto") -> dict:
+                  archs_file: str | None = None, sample: int = DEFAULT_SAMPLE, seed: int = 0,
+                  overwrite: bool = False, device: str = TrainConfig.device) -> dict:
     """Score architectures with `run_dir`'s supernet; compare with ground truth; write results."""
-    context, supernet, _ = load_supernet(run_dir, device)
-    truth = read_ground_truth(ground_truth, context.space, column)
-    out = Path(run_dir) / correlation_folder(truth)
+    trained = load_supernet(run_dir, device)
+    space = trained.problem.space
+    truth = read_ground_truth(ground_truth, space, column)
+    out = _fresh_folder(Path(run_dir) / correlation_folder(truth), overwrite)
+    archs = _choose_archs(truth, space, archs_file, sample, seed)
+    scores = np.array([trained.score(space.parse(a)) for a in archs])
+    return _write_correlation(out, archs, scores, truth, "supernet_score", seed,
+                              {"run": str(run_dir)}, f"{space.name}: {len(archs)} architectures")
+
+
+def correlate_proxies(problem: SearchProblem, names: Sequence[str], ground_truth: str | Path,
+                      out: str | Path, column: str | None = None, archs_file: str | None = None,
+                      sample: int = DEFAULT_SAMPLE, seed: int = 0,
+                      proxy_seeds: Sequence[int] = (0,), overwrite: bool = False) -> list[dict]:
+    """Score the ground truth's architectures with training-free proxies, no supernet.
+
+    Each (proxy, seed) is written as a run of its own, `out/proxy-<name>-seed<k>/`, in the layout
+    `nas correlate` gives a supernet run, so ranking reports take proxies as rows beside the
+    training methods. Seed k fixes the fresh models' initialisation and the scored batch.
+    """
+    truth = read_ground_truth(ground_truth, problem.space, column)
+    archs = _choose_archs(truth, problem.space, archs_file, sample, seed)
+    parsed = [problem.space.parse(a) for a in archs]
+    reports = []
+    for name in names:
+        for proxy_seed in proxy_seeds:
+            run = Path(out) / f"proxy-{name}-seed{proxy_seed}"
+            folder = _fresh_folder(run / correlation_folder(truth), overwrite)
+            scorer = ProxyScorer(problem, name, proxy_seed)
+            started = time.monotonic()
+            scores = np.array([scorer(a) for a in tqdm(parsed, desc=f"{name} seed {proxy_seed}",
+                                                        unit="arch", disable=None)])
+            extra = {"run": str(run), "proxy": name, "proxy_seed": proxy_seed,
+                     "wall_s": time.monotonic() - started}
+            reports.append(_write_correlation(
+                folder, archs, scores, truth, "proxy_score", seed, extra,
+                f"{problem.space.name}: {len(archs)} architectures, {name}"))
+    return reports
+
+
+def _fresh_folder(out: Path, overwrite: bool) -> Path:
     if out.exists() and not overwrite:
         raise ConfigError(f"{out} exists; pass --overwrite to replace it")
-    archs = _choose_archs(truth, context.space, archs_file, sample, seed)
-    scores = np.array([score_architecture(supernet, context.space.parse(a), context,
-                                          calibration_batches) for a in archs])
+    return out
+
+
+def rankable_scores(scores: np.ndarray, archs: Sequence[str]) -> np.ndarray:
+    """Scores for the rank statistics: -inf (naswot's singular kernel: the lowest possible
+    score) ranks last, placed one below the lowest finite score; NaN or +inf is refused."""
+    bad = np.flatnonzero(np.isnan(scores) | (scores == np.inf))
+    if len(bad):
+        raise DataError(f"{archs[bad[0]]} scored {scores[bad[0]]}; a score must be a number")
+    finite = scores[np.isfinite(scores)]
+    floor = (finite.min() - 1.0) if len(finite) else 0.0
+    return np.where(np.isfinite(scores), scores, floor)
+
+
+def _write_correlation(out: Path, archs: list[str], scores: np.ndarray, truth: GroundTruth,
+                       score_column: str, seed: int, extra: dict, title: str) -> dict:
     targets = truth.accuracy.loc[archs].to_numpy(dtype=float)
-    figures = ranking_figures(scores, targets, seed=seed)
-    report = {"run": str(run_dir), "ground_truth": truth.source, "column": truth.column,
+    rankable = rankable_scores(scores, archs)
+    figures = ranking_figures(rankable, targets, seed=seed)
+    report = {**extra, "ground_truth": truth.source, "column": truth.column,
               "architectures": len(archs), "figures": figures}
     if truth.by_seed is not None and truth.by_seed.shape[1] >= 2:
         complete = truth.by_seed.loc[archs].dropna()
         report["noise_ceiling_kendall_tau"] = seed_to_seed_tau(complete.to_numpy().T)
-    table = pd.DataFrame({"arch": archs, "supernet_score": scores, "ground_truth": targets})
-    table["supernet_rank"] = table["supernet_score"].rank(ascending=False, method="min")
+    table = pd.DataFrame({"arch": archs, score_column: scores, "ground_truth": targets})
+    table["score_rank"] = pd.Series(rankable).rank(ascending=False, method="min")
     table["ground_truth_rank"] = table["ground_truth"].rank(ascending=False, method="min")
     atomic_write_csv(out / "correlation.csv", table)
     atomic_write_json(out / "correlation.json", report)
-    title = f"{context.space.name}: {len(archs)} architectures"
-    scatter_plot(scores, targets, out / "scatter.png", title=title, ylabel=truth.column)
-    rank_plot(scores, targets, out / "ranks.png", title=title)
+    scatter_plot(rankable, targets, out / "scatter.png", title=title, ylabel=truth.column)
+    rank_plot(rankable, targets, out / "ranks.png", title=title)
     report["out"] = str(out)
     report["scores"] = dict(zip(archs, scores.tolist()))
     return report

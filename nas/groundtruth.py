@@ -23,15 +23,16 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from nas.config import DataConfig, SpaceConfig, TrainConfig
+from nas.config import DataConfig, SpaceConfig, TrainConfig, with_added_defaults
 from nas.data import load_data, make_splits
 from nas.errors import ConfigError
 from nas.results import RunDir, atomic_write_csv, atomic_write_text
 from nas.standalone import train_model
-from nas.supernet_run import Context, build_context
+from nas.supernet_run import SearchProblem, build_problem
 from search_spaces import Architecture, SearchSpace
 
 GROUNDTRUTH_FILE = "groundtruth.csv"
+DEFAULT_SAMPLE, DEFAULT_SEEDS = 64, 2  # architectures, and seeds per architecture
 ARCHS_FILE = "archs.txt"
 COLUMNS = ["arch", "seed", "accuracy", "params_m", "flops_m", "wall_s"]
 
@@ -89,7 +90,8 @@ def _is_finished(run: RunDir, arch: Architecture, seed: int) -> bool:
 
 
 def groundtruth(space: SpaceConfig, data: DataConfig = DataConfig(),
-                train_config: TrainConfig = TrainConfig(), sample: int = 64, seeds: int = 2,
+                train_config: TrainConfig = TrainConfig(), sample: int = DEFAULT_SAMPLE,
+                seeds: int = DEFAULT_SEEDS,
                 out: str | Path | None = None) -> Path:
     """Train `sample` architectures stand-alone with `seeds` seeds each; write groundtruth.csv.
 
@@ -101,9 +103,9 @@ def groundtruth(space: SpaceConfig, data: DataConfig = DataConfig(),
         raise ConfigError(f"--sample must be >= 2 and --seeds >= 1, got {sample} and {seeds}")
     settings = {"kind": "groundtruth", "space": asdict(space), "data": asdict(data),
                 "train": asdict(train_config), "sample": sample, "seeds": seeds}
-    base = build_context(space, data, train_config.seed, train_config.device)
+    base = build_problem(space, data, train_config.seed, train_config.device)
     run = RunDir(out or RunDir.default_path(f"groundtruth-{space.name}"))
-    run.open(settings)
+    run.open(settings, fill_defaults=with_added_defaults)
     archs = _architecture_list(run, base.space, sample, train_config.seed)
     images = load_data(data.path)
     jobs = [(i, a, train_config.seed + j) for i, a in enumerate(archs) for j in range(seeds)]
@@ -120,12 +122,12 @@ def groundtruth(space: SpaceConfig, data: DataConfig = DataConfig(),
                     continue
                 if _is_finished(run, arch, seed):  # finished between the check and the claim
                     continue
-                context = Context(base.space, make_splits(images, data, seed, base.device),
-                                  base.device)
+                problem = SearchProblem(base.space, make_splits(images, data, seed, base.device),
+                                        base.device)
                 row_run = RunDir(run / "models" / name)
                 row_run.open({"arch": str(arch), "seed": seed})
                 start = time.monotonic()
-                _, metrics = train_model(row_run, arch, context, replace(train_config, seed=seed))
+                _, metrics = train_model(row_run, arch, problem, replace(train_config, seed=seed))
                 _append_row(run, {"arch": str(arch), "seed": seed,
                                   "accuracy": metrics["test_accuracy"],
                                   "params_m": base.space.params_m(arch),

@@ -4,7 +4,7 @@ Registry names are the CLI names. Imports nothing from the project but `nas.erro
 """
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from nas.errors import UnknownNameError
 
@@ -18,14 +18,20 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, T] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
-        def add(entry: T) -> T:
-            if name in self._entries:
-                raise ValueError(f"{self.kind} {name!r} is registered twice")
-            self._entries[name] = entry
-            return entry
-
-        return add
+    def register(self, entry: T) -> T:
+        """Add `entry` under the name it gives itself: a class's or an object's `name`
+        attribute (spaces, methods, proxies), a function's `__name__` (searchers). Usable as a
+        decorator."""
+        name = getattr(entry, "name", None)
+        if not isinstance(entry, type) and not isinstance(name, str):
+            name = getattr(entry, "__name__", None)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"{self.kind} {entry!r} names itself nowhere; give the class a "
+                             f"`name` attribute")
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is registered twice")
+        self._entries[name] = entry
+        return entry
 
     def get(self, name: str) -> T:
         if name not in self._entries:

@@ -1,4 +1,4 @@
-"""The search loop: ask the searcher, score with the supernet, tell; resumable from `study.db`.
+"""The search loop: ask the searcher, score with the supernet's method, tell; resumable from `study.db`.
 
 Trials are the study's: a re-run with the same settings continues to the `trials` total, first
 finishing any trial a killed run had asked for but not told. Scores are cached by canonical
@@ -6,24 +6,27 @@ string, so a searcher that proposes an architecture twice costs one evaluation.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import pandas as pd
 from tqdm import tqdm
 
 from nas.config import SearchConfig
 from nas.results import RunDir, atomic_write_csv, atomic_write_text
 from nas.searchers import SEARCHERS, OptunaSearcher, open_study
-from nas.supernet_run import Context, score_architecture
-from search_spaces import Architecture, Supernet
+from nas.supernet_run import SearchProblem
+from search_spaces import Architecture
 
 TRIALS_FILE = "trials.csv"
+SUPERNET_COLUMN = "val_accuracy"  # trials.csv's score column when a supernet scores
 BEST_FILE = "best.txt"
 
 
 class _Costs:
     """Parameters and FLOPs per architecture, computed once each."""
 
-    def __init__(self, context: Context) -> None:
-        self.space, self._cache = context.space, {}
+    def __init__(self, problem: SearchProblem) -> None:
+        self.space, self._cache = problem.space, {}
 
     def __call__(self, arch: Architecture) -> tuple[float, float]:
         key = str(arch)
@@ -32,36 +35,37 @@ class _Costs:
         return self._cache[key]
 
 
-def trials_table(searcher: OptunaSearcher, costs: _Costs) -> pd.DataFrame:
+def trials_table(searcher: OptunaSearcher, costs: _Costs, column: str) -> pd.DataFrame:
     rows = []
     for trial in searcher.completed():
         arch = searcher.space.parse(trial.user_attrs["arch"])
         params_m, flops_m = costs(arch)
         duration = trial.duration.total_seconds() if trial.duration else float("nan")
-        rows.append({"trial": trial.number, "arch": str(arch), "val_accuracy": trial.value,
+        rows.append({"trial": trial.number, "arch": str(arch), column: trial.value,
                      "params_m": params_m, "flops_m": flops_m, "wall_s": duration})
-    return pd.DataFrame(rows, columns=["trial", "arch", "val_accuracy", "params_m", "flops_m",
-                                       "wall_s"])
+    return pd.DataFrame(rows, columns=["trial", "arch", column, "params_m", "flops_m", "wall_s"])
 
 
-def run_search(run: RunDir, context: Context, supernet: Supernet,
-               config: SearchConfig) -> tuple[Architecture, float] | None:
-    """Search up to `config.trials` trials; write trials.csv and best.txt; return the best."""
+def run_search(run: RunDir, problem: SearchProblem, scorer: Callable[[Architecture], float],
+               config: SearchConfig, column: str = SUPERNET_COLUMN
+               ) -> tuple[Architecture, float] | None:
+    """Search up to `config.trials` trials with the searcher (an Optuna sampler) through the
+    run's study, scoring each with `scorer` (a supernet's method, or a training-free proxy);
+    write trials.csv (scores in `column`) and best.txt; return the best."""
     if config.trials == 0:
         return None
     study = open_study(str(run / "study.db"), "search", SEARCHERS.get(config.searcher)(config.seed))
-    searcher = OptunaSearcher(context.space, study)
+    searcher = OptunaSearcher(problem.space, study)
     cache = {t.user_attrs["arch"]: float(t.value) for t in searcher.completed()}
 
     def score(arch: Architecture) -> float:
         if str(arch) not in cache:
-            cache[str(arch)] = score_architecture(supernet, arch, context,
-                                                  config.calibration_batches)
+            cache[str(arch)] = scorer(arch)
         return cache[str(arch)]
 
     for number, arch in searcher.unfinished():
         searcher.finish(number, score(arch))
-    costs, log_scalar = _Costs(context), run.tensorboard()
+    costs, log_scalar = _Costs(problem), run.tensorboard()
     done = len(searcher.completed())
     best = max((t.value for t in searcher.completed()), default=float("-inf"))
     try:
@@ -72,16 +76,16 @@ def run_search(run: RunDir, context: Context, supernet: Supernet,
                 value = score(arch)
                 searcher.tell(arch, value)
                 best = max(best, value)
-                log_scalar("search/val_accuracy", value, number)
-                log_scalar("search/best_val_accuracy", best, number)
+                log_scalar(f"search/{column}", value, number)
+                log_scalar(f"search/best_{column}", best, number)
                 bar.update(1)
-                bar.set_postfix(best=f"{best:.2f}%", refresh=False)
+                bar.set_postfix(best=f"{best:.4g}", refresh=False)
                 if number % 10 == 9:
-                    atomic_write_csv(run / TRIALS_FILE, trials_table(searcher, costs))
+                    atomic_write_csv(run / TRIALS_FILE, trials_table(searcher, costs, column))
     finally:
         log_scalar.close()
-    table = trials_table(searcher, costs)
+    table = trials_table(searcher, costs, column)
     atomic_write_csv(run / TRIALS_FILE, table)
-    top = table.sort_values(["val_accuracy", "trial"], ascending=[False, True]).iloc[0]
+    top = table.sort_values([column, "trial"], ascending=[False, True]).iloc[0]
     atomic_write_text(run / BEST_FILE, f"{top['arch']}\n")
-    return context.space.parse(top["arch"]), float(top["val_accuracy"])
+    return problem.space.parse(top["arch"]), float(top[column])

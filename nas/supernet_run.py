@@ -1,11 +1,11 @@
-"""Training a supernet into a run directory, loading it back, and scoring architectures with it.
+"""Training a supernet into a run directory, loading it back with its method, which scores it.
 
 The checkpoint `supernet.pt` records the space, skeleton and method it was trained with, so it
 can never be evaluated as another space's or another method's supernet.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,8 +16,8 @@ from nas.data import DataSplits, load_data, make_splits
 from nas.errors import CheckpointError, ConfigError
 from nas.results import RunDir, atomic_torch_save, load_checkpoint
 from search_spaces import Architecture, SearchSpace, Skeleton, Supernet, get_space
-from supernets import METHODS, TrainingMethod, accuracy, recalibrate_batchnorm, train
-from nas.config import parse_options
+from supernets import METHODS, ScoringData, TrainingMethod, train
+from nas.config import parse_options, with_added_defaults
 
 SUPERNET_FORMAT = "nas-supernet"
 SUPERNET_FILE = "supernet.pt"
@@ -35,21 +35,39 @@ def resolve_device(device: str) -> str:
 
 
 @dataclass(frozen=True)
-class Context:
-    """A space sized to its data, and the data's splits."""
+class SearchProblem:
+    """What every command works on: a search space sized to its data, the data's splits, and
+    the device."""
 
     space: SearchSpace
     splits: DataSplits
     device: str
-    bn_mode: str = "recalibrate"  # how a supernet's paths are scored (see MethodConfig.bn_mode)
+
+    def scoring_data(self) -> ScoringData:
+        """Search-validation accuracy, BatchNorm recalibrated on un-augmented training batches."""
+        return ScoringData(self.splits.val, self.splits.calibration)
 
 
-def build_context(space: SpaceConfig, data: DataConfig, seed: int, device: str) -> Context:
+def build_problem(space: SpaceConfig, data: DataConfig, seed: int, device: str) -> SearchProblem:
     device = resolve_device(device)
     images = load_data(data.path)
     skeleton = Skeleton(in_channels=images.in_channels, num_classes=images.num_classes,
                         image_size=images.image_size, width=space.width, cells=space.cells)
-    return Context(get_space(space.name, skeleton), make_splits(images, data, seed, device), device)
+    return SearchProblem(get_space(space.name, skeleton), make_splits(images, data, seed, device),
+                         device)
+
+
+@dataclass(frozen=True)
+class TrainedSupernet:
+    """A trained supernet with the method that trained it, which also scores its paths."""
+
+    problem: SearchProblem
+    supernet: Supernet
+    method: TrainingMethod
+
+    def score(self, arch: Architecture) -> float:
+        """Validation accuracy (%) of `arch` with inherited weights, as the method scores it."""
+        return self.method.score(self.supernet, arch, self.problem.scoring_data())
 
 
 def supernet_settings(space: SpaceConfig, data: DataConfig, train_config: TrainConfig,
@@ -61,9 +79,9 @@ def supernet_settings(space: SpaceConfig, data: DataConfig, train_config: TrainC
             "method": {"name": method, "options": method_config.to_dict()}}
 
 
-def _checkpoint_header(context: Context, settings: Mapping[str, Any]) -> dict[str, Any]:
-    return {"format": SUPERNET_FORMAT, "space": context.space.name,
-            "skeleton": asdict(context.space.skeleton), "method_name": settings["method"]["name"]}
+def _checkpoint_header(problem: SearchProblem, settings: Mapping[str, Any]) -> dict[str, Any]:
+    return {"format": SUPERNET_FORMAT, "space": problem.space.name,
+            "skeleton": asdict(problem.space.skeleton), "method_name": settings["method"]["name"]}
 
 
 def _check_header(state: Mapping[str, Any], expected: Mapping[str, Any], path: Path) -> None:
@@ -83,13 +101,14 @@ def build_method(settings: Mapping[str, Any], space: SearchSpace) -> TrainingMet
     return method_class(space, config, seed=int(settings["train"]["seed"]))
 
 
-def train_supernet_in(run: RunDir, settings: Mapping[str, Any], context: Context) -> Supernet:
+def train_supernet_in(run: RunDir, settings: Mapping[str, Any],
+                      problem: SearchProblem) -> TrainedSupernet:
     """Train (or resume training) the supernet of `settings` into `run/supernet.pt`."""
     train_config = TrainConfig(**settings["train"])
-    method = build_method(settings, context.space)
+    method = build_method(settings, problem.space)
     torch.manual_seed(train_config.seed)  # initial weights are part of what --seed fixes
-    supernet = method.build_supernet().to(context.device)
-    header = _checkpoint_header(context, settings)
+    supernet = method.build_supernet().to(problem.device)
+    header = _checkpoint_header(problem, settings)
     path = run / SUPERNET_FILE
     resume_from = None
     if path.exists():
@@ -97,32 +116,30 @@ def train_supernet_in(run: RunDir, settings: Mapping[str, Any], context: Context
         _check_header(resume_from, header, path)
     log_scalar = run.tensorboard()
     try:
-        train(supernet, method, context.splits.train, train_config, resume_from=resume_from,
+        train(supernet, method, problem.splits.train, train_config,
+              validation=problem.splits.val_stream, resume_from=resume_from,
               save_checkpoint=lambda state: atomic_torch_save(path, {**header, **state}),
-              log_scalar=log_scalar, description=f"supernet {context.space.name}/{method.name}")
+              log_scalar=log_scalar, description=f"supernet {problem.space.name}/{method.name}")
     finally:
         log_scalar.close()
-    if train_config.epochs == 0 and not path.exists():
-        atomic_torch_save(path, {**header, "epoch": 0, "model": supernet.state_dict()})
-    return supernet
+    return TrainedSupernet(problem, supernet, method)
 
 
-def load_supernet(run_path: str | Path, device: str = "auto") -> tuple[Context, Supernet, dict]:
-    """The trained supernet of a `nas supernet` or `nas search` run directory."""
+def load_supernet(run_path: str | Path, device: str = "auto") -> TrainedSupernet:
+    """The trained supernet of a `nas supernet` or `nas search` run directory, with its method."""
     run = RunDir(run_path)
-    settings = run.settings()
+    settings = with_added_defaults(run.settings())
     if "supernet_run" in settings:  # a search that used another run's supernet
         return load_supernet(settings["supernet_run"], device)
     if "method" not in settings:
         raise ConfigError(f"{run.path} holds no supernet (it is a {settings.get('kind')} run)")
     train_config = TrainConfig(**settings["train"])
-    context = build_context(SpaceConfig(**settings["space"]), DataConfig(**settings["data"]),
+    problem = build_problem(SpaceConfig(**settings["space"]), DataConfig(**settings["data"]),
                             train_config.seed, device)
-    method = build_method(settings, context.space)
-    context = replace(context, bn_mode=method.config.bn_mode)
+    method = build_method(settings, problem.space)
     path = run / SUPERNET_FILE
     state = load_checkpoint(path, SUPERNET_FORMAT)
-    _check_header(state, _checkpoint_header(context, settings), path)
+    _check_header(state, _checkpoint_header(problem, settings), path)
     if int(state["epoch"]) < train_config.epochs:
         raise CheckpointError(f"supernet training in {run.path} stopped at epoch {state['epoch']} of "
                               f"{train_config.epochs}; rerun its command to resume it")
@@ -130,22 +147,6 @@ def load_supernet(run_path: str | Path, device: str = "auto") -> tuple[Context, 
     try:
         supernet.load_state_dict(state["model"])
     except RuntimeError as error:
-        raise CheckpointError(f"{path} does not fit the {context.space.name} supernet: "
+        raise CheckpointError(f"{path} does not fit the {problem.space.name} supernet: "
                               f"{str(error).splitlines()[0]}") from None
-    return context, supernet.to(context.device), settings
-
-
-def calibrate_for(supernet: Supernet, arch: Architecture, context: Context, batches: int) -> None:
-    recalibrate_batchnorm(supernet, lambda x: supernet(x, arch), context.splits.calibration.epoch(0),
-                          batches)
-
-
-def score_architecture(supernet: Supernet, arch: Architecture, context: Context,
-                       calibration_batches: int) -> float:
-    """Validation accuracy (%) of `arch` with inherited weights, after BN recalibration (or
-    with batch statistics, if the supernet's method says so)."""
-    if context.bn_mode == "batch-stats":
-        return accuracy(supernet, lambda x: supernet(x, arch), context.splits.val.epoch(0),
-                        batch_statistics=True)
-    calibrate_for(supernet, arch, context, calibration_batches)
-    return accuracy(supernet, lambda x: supernet(x, arch), context.splits.val.epoch(0))
+    return TrainedSupernet(problem, supernet.to(problem.device), method)

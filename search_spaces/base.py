@@ -3,6 +3,19 @@
 A search space is an ordered list of named categorical `Decision`s plus builders for its
 weight-sharing supernet and for a standalone model of one architecture. An `Architecture` is a
 frozen value: the space's name and one choice per decision, with one canonical string.
+
+Two kinds of thing propose architectures, and they do not share an interface:
+
+- Training samplers decide which paths a supernet trains on each step. They are the project's
+  own `Sampler`s (below): `ask_indices` / `ask`, `path_weight`, and a resumable generator state.
+  Uniform (SPOS), region-uniform (split supernets) and importance (PA&DA) sampling implement
+  it; a training method owns its sampler, and the sandwich rule adds its fixed largest and
+  smallest paths itself.
+- Searchers decide which architectures to score on a trained supernet. They are Optuna samplers
+  (`optuna.samplers.BaseSampler`: TPE and random today; a searcher of the project's own
+  subclasses it) driven through one Optuna study by `nas.search_run.run_search`, which asks the
+  study for trials, scores them and tells it the result. The study is the searcher's whole state, so storage, resume and
+  many workers come with it.
 """
 from __future__ import annotations
 
@@ -99,6 +112,9 @@ class SearchSpace(ABC):
     name: ClassVar[str]
     default_width: ClassVar[int]
     default_cells: ClassVar[int]
+    # How GM-NAS ranks the decisions it could split: "cut" (its NB201 code: the heaviest cut
+    # between the two groups) or "within" (its DARTS code: the least within-group distance).
+    split_edge_criterion: ClassVar[str] = "cut"
 
     def __init__(self, skeleton: Skeleton | None = None) -> None:
         self.skeleton = skeleton or Skeleton()
@@ -134,6 +150,12 @@ class SearchSpace(ABC):
         `canonical_values` ever overwrites it. Splitting a supernet (Few-Shot, GM-NAS) on a
         decision that can be inactive would send architectures to no region or the wrong one."""
         return True
+
+    def split_decisions(self) -> list[int]:
+        """The decisions a supernet is split on by default (Few-Shot NAS takes the first, GM-NAS
+        picks among them): each with several candidates that every architecture uses."""
+        return [i for i, d in enumerate(self.decisions)
+                if len(d.choices) > 1 and self.is_always_active(i)]
 
     def largest(self) -> Architecture:
         """The subnet with the most parameters and FLOPs: the sandwich rule's teacher
@@ -241,18 +263,28 @@ class Supernet(nn.Module, ABC):
 
 
 class Sampler(ABC):
-    """Proposes architectures: `ask(n)` returns n of them, `tell(arch, feedback)` reports back.
+    """Which paths a supernet trains next: the training-sampler interface (module doc).
 
-    The same interface serves supernet training (which paths to train next) and search (which
-    architectures to score). A sampler sees the history it is told, never the objective itself.
-    `state_dict` / `load_state_dict` make it resumable.
+    `ask_indices(n)` draws n paths as one candidate index per decision (before any
+    canonicalisation); `ask(n)` returns them as architectures. `path_weight(indices)` is the
+    ratio of the uniform single-path probability to this sampler's, prod_d (1/K_d) / q(c), so
+    a method can turn a loss under this sampler into an unbiased estimate of the uniform one.
+    `state_dict` / `load_state_dict` hold the generator (and any probabilities) so a resumed run
+    draws the same paths. A sampler may have knobs its owning method sets (PA&DA's
+    `ImportanceSampler.set_probabilities`); nothing else calls them.
     """
 
-    @abstractmethod
-    def ask(self, n: int = 1) -> list[Architecture]: ...
+    def __init__(self, space: SearchSpace) -> None:
+        self.space = space
 
-    def tell(self, arch: Architecture, feedback: float | Mapping[str, float]) -> None:
-        """Default: a sampler that learns nothing from feedback."""
+    @abstractmethod
+    def ask_indices(self, n: int = 1) -> list[tuple[int, ...]]: ...
+
+    def ask(self, n: int = 1) -> list[Architecture]:
+        return [self.space.from_indices(indices) for indices in self.ask_indices(n)]
+
+    @abstractmethod
+    def path_weight(self, indices: Sequence[int]) -> float: ...
 
     def state_dict(self) -> dict[str, Any]:
         return {}

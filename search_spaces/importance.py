@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from search_spaces.base import Architecture, SearchSpace
+from search_spaces.base import SearchSpace
 from search_spaces.uniform import UniformSampler
 
 
@@ -51,9 +51,6 @@ class ImportanceSampler(UniformSampler):
             paths.append(tuple(min(int(np.searchsorted(c, u, side="right")), len(c) - 1)
                                for c, u in zip(self._cumulative, draws)))
         return paths
-
-    def ask(self, n: int = 1) -> list[Architecture]:
-        return [self.space.from_indices(indices) for indices in self.ask_indices(n)]
 
     def probability(self, indices: Sequence[int]) -> float:
         return math.prod(row[i] for row, i in zip(self.probabilities, indices))

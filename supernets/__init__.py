@@ -1,7 +1,9 @@
-"""Supernet training: the one loop, its methods, and architecture evaluation."""
-from supernets.evaluation import accuracy, recalibrate_batchnorm
-from supernets.loop import TrainConfig, build_optimizer, train
+"""Supernet training: the one loop, its step context, its methods, and architecture evaluation."""
+from supernets.evaluation import ScoringData, accuracy, recalibrate_batchnorm
+from supernets.loop import Optimisation, StepMethod, TrainConfig, sgd_with_schedule, train
 from supernets.methods import METHODS, MethodConfig, TrainingMethod
+from supernets.step_context import StepContext
 
-__all__ = ["METHODS", "MethodConfig", "TrainConfig", "TrainingMethod", "accuracy", "build_optimizer",
-           "recalibrate_batchnorm", "train"]
+__all__ = ["METHODS", "MethodConfig", "Optimisation", "ScoringData", "StepContext", "StepMethod",
+           "TrainConfig", "TrainingMethod", "accuracy", "recalibrate_batchnorm",
+           "sgd_with_schedule", "train"]

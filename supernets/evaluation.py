@@ -13,12 +13,27 @@ by its own statistics, as supernets built without running statistics do (PA&DA, 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Protocol
 
 import torch
 from torch import nn
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+class EvaluationSource(Protocol):
+    def epoch(self, epoch: int = 0) -> Iterator[Any]: ...
+
+
+@dataclass(frozen=True)
+class ScoringData:
+    """The data a method scores an architecture on: `evaluation` batches (search-validation
+    for search and ranking, test for reported accuracy) and, for BatchNorm recalibration,
+    un-augmented training batches (`calibration`; how many is the method's setting)."""
+
+    evaluation: EvaluationSource
+    calibration: EvaluationSource | None = None
 
 
 def batchnorms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:

@@ -1,16 +1,18 @@
 """The one training loop. Supernet methods and stand-alone training both run through `train`.
 
-It owns what every method shares: SGD with a per-step learning-rate schedule (cosine by default,
-linear warm-up optional), gradient clipping, the NaN guard, the progress bar, TensorBoard scalars
-and checkpoints. What is trained on each batch is the method's `train_step`; a method may also
-reweight the data (`data_distribution`), clip differently (`clip_gradients`) and act on the
-model and optimiser between epochs (`setup` hands them over).
+It owns what every method shares: the order of a step (zero gradients, the method's step,
+clipping, every optimiser's and schedule's step), the NaN guard, the progress bar, TensorBoard
+scalars and checkpoints. What is optimised, and how, is the method's: it builds its optimisers
+(`configure_optimizers`), runs its passes through the `StepContext` handed to `train_step`, and
+may reweight the data (`data_distribution`), clip differently (`clip_gradients`) and act
+between epochs. `supernets/methods/base.py` states the contract for training methods.
 """
 from __future__ import annotations
 
+import inspect
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
 
@@ -18,7 +20,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from nas.errors import ConfigError, TrainingError
+from nas.errors import CheckpointError, ConfigError, TrainingError
+from supernets.evaluation import ScoringData, accuracy
+from supernets.step_context import Batches, StepContext
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,7 @@ class TrainConfig:
     # NB201, SPOS-on-NB201 (PA&DA), Few-Shot NAS and GM-NAS use; SPOS on ImageNet decays linearly.
     lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # cuda when there is one (`nas.supernet_run.resolve_device`)
     checkpoint_every_steps: int = 100  # also at every epoch end; 0 = only at epoch ends
 
     def __post_init__(self) -> None:
@@ -53,54 +57,49 @@ class TrainConfig:
         return asdict(self)
 
 
-class Batches(Protocol):
-    indices: torch.Tensor  # dataset indices of the images an epoch draws from
+@dataclass
+class Optimisation:
+    """The optimisers and learning-rate schedules a method configured, by name.
 
-    def __len__(self) -> int: ...
-    def epoch(self, epoch: int, probabilities: np.ndarray | None = None
-              ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]: ...
-
-
-class StepMethod:
-    """What the loop asks of whatever it trains with, and the defaults of the optional parts.
-
-    Subclassed by `supernets.methods.base.TrainingMethod` and `nas.standalone.StandaloneStep`.
-    Order, per run: `setup(model, optimizer, batches)` once, after any resumed state is loaded;
-    per epoch `on_epoch_start(epoch, epochs)` (idempotent: it runs again for the epoch a resumed
-    run continues), `data_distribution()`, then per batch `train_step` (forward and backward)
-    and `clip_gradients`, and finally `on_epoch_end(epoch)`.
+    "weights" is the supernet's (or model's) weight optimiser; a method with architecture
+    parameters adds its own, e.g. "architecture". The loop zeroes, steps and checkpoints all of
+    them, in this order.
     """
 
-    name = "step"
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = field(default_factory=dict)
 
-    def setup(self, model: nn.Module, optimizer: torch.optim.Optimizer, batches: Batches) -> None:
-        """Default: nothing to hold on to."""
+    @property
+    def weights(self) -> torch.optim.Optimizer:
+        return self.optimizers["weights"]
 
-    def on_epoch_start(self, epoch: int, epochs: int) -> None:
-        """Default: nothing scheduled."""
+    def zero_grad(self) -> None:
+        for optimizer in self.optimizers.values():
+            optimizer.zero_grad(set_to_none=True)
 
-    def data_distribution(self) -> np.ndarray | None:
-        """Probabilities over `batches.indices` to draw this epoch's images from, with
-        replacement; None (default) is a plain shuffle, each image once."""
-        return None
+    def step(self) -> None:
+        for optimizer in self.optimizers.values():
+            optimizer.step()
+        for scheduler in self.schedulers.values():
+            scheduler.step()
 
-    def train_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                   sample_ids: torch.Tensor) -> float:
-        raise NotImplementedError
-
-    def clip_gradients(self, parameters: Sequence[torch.Tensor], max_norm: float) -> None:
-        """Default: clip the global gradient norm (DARTS, SPOS-on-NB201, PA&DA: 5)."""
-        if max_norm > 0:
-            nn.utils.clip_grad_norm_([p for p in parameters if p.grad is not None], max_norm)
-
-    def on_epoch_end(self, epoch: int) -> None:
-        """Default: nothing updated."""
+    def learning_rate(self) -> float:
+        return self.weights.param_groups[0]["lr"]
 
     def state_dict(self) -> dict[str, Any]:
-        return {}
+        return {"optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()}}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Default: stateless."""
+        if "optimizers" not in state:  # checkpoints written before methods owned optimisers
+            state = {"optimizers": {"weights": state["optimizer"]},
+                     "schedulers": {"weights": state["scheduler"]}}
+        for kind, own in (("optimizers", self.optimizers), ("schedulers", self.schedulers)):
+            if set(state[kind]) != set(own):
+                raise CheckpointError(f"the checkpoint holds {kind} {sorted(state[kind])}, this "
+                                      f"method builds {sorted(own)}; resume with the same method")
+            for name, item in own.items():
+                item.load_state_dict(state[kind][name])
 
 
 def _schedule(kind: str, total_steps: int, warmup_steps: int) -> Callable[[int], float]:
@@ -117,15 +116,76 @@ def _schedule(kind: str, total_steps: int, warmup_steps: int) -> Callable[[int],
     return factor
 
 
-def build_optimizer(model: nn.Module, config: TrainConfig, steps_per_epoch: int):
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+def sgd_with_schedule(parameters: Iterable[torch.Tensor], config: TrainConfig,
+                      steps_per_epoch: int
+                      ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
+    """SGD with the config's momentum, Nesterov and weight decay, and its per-step schedule."""
+    optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
                                 nesterov=config.nesterov, weight_decay=config.weight_decay)
     schedule = _schedule(config.lr_schedule, config.epochs * steps_per_epoch,
                          config.warmup_epochs * steps_per_epoch)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
+class StepMethod:
+    """What the loop asks of whatever it trains with, and the defaults of the optional parts.
+
+    Subclassed by `supernets.methods.base.TrainingMethod` and `nas.standalone.StandaloneStep`.
+    Order, per run: `configure_optimizers(model, config, steps_per_epoch)`, then any resumed
+    state is loaded, then `setup(model, optimizer, batches, context)` once; per epoch
+    `on_epoch_start(epoch, epochs)` (idempotent: it runs again for the epoch a resumed run
+    continues), `data_distribution()`, then per batch `train_step` (forward, and exactly
+    `backward_passes()` calls of `context.backward`) and `clip_gradients`, and finally
+    `on_epoch_end(epoch)`. `score` measures a trained model the way the method means it.
+    """
+
+    def configure_optimizers(self, model: nn.Module, config: TrainConfig,
+                             steps_per_epoch: int) -> Optimisation:
+        """Default: SGD over the model's parameters with the config's schedule."""
+        optimizer, scheduler = sgd_with_schedule(model.parameters(), config, steps_per_epoch)
+        return Optimisation({"weights": optimizer}, {"weights": scheduler})
+
+    def setup(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, batches: Batches,
+              context: StepContext | None = None) -> None:
+        """Default: nothing to hold on to. `optimizer` is the weights' optimiser."""
+
+    def backward_passes(self) -> int:
+        """How many times a step calls `context.backward`."""
+        return 1
+
+    def on_epoch_start(self, epoch: int, epochs: int) -> None:
+        """Default: nothing scheduled."""
+
+    def data_distribution(self) -> np.ndarray | None:
+        """Probabilities over `batches.indices` to draw this epoch's images from, with
+        replacement; None (default) is a plain shuffle, each image once."""
+        return None
+
+    def train_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                   sample_ids: torch.Tensor, context: StepContext | None = None) -> float:
+        raise NotImplementedError
+
+    def clip_gradients(self, parameters: Sequence[torch.Tensor], max_norm: float) -> None:
+        """Default: clip the global gradient norm (DARTS, SPOS-on-NB201, PA&DA: 5)."""
+        if max_norm > 0:
+            nn.utils.clip_grad_norm_([p for p in parameters if p.grad is not None], max_norm)
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Default: nothing updated."""
+
+    def score(self, model: nn.Module, arch: Any, data: ScoringData) -> float:
+        """Default, for a plain model: top-1 accuracy (%) on `data.evaluation` in eval mode."""
+        return accuracy(model, model, data.evaluation.epoch(0))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Default: stateless."""
+
+
 def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainConfig, *,
+          validation: Batches | None = None, context: StepContext | None = None,
           resume_from: Mapping[str, Any] | None = None,
           save_checkpoint: Callable[[dict[str, Any]], None] | None = None,
           log_scalar: Callable[[str, float, int], None] | None = None,
@@ -133,45 +193,55 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
     """Train `model` with `method` for `config.epochs`, continuing from `resume_from`.
 
     `save_checkpoint` receives, every `config.checkpoint_every_steps` steps and at the end of
-    every epoch, everything needed to resume: model, optimiser, schedule, method state, torch's
-    RNG state and the position (epoch, steps done in it). An epoch's batches are a function of
-    (seed, epoch), so a resumed run replays the steps already done of its epoch without training
-    on them (which also replays their augmentation draws) and ends bit-identical on CPU to a run
-    that was never interrupted.
+    every epoch, everything needed to resume: model, every optimiser and schedule, method state,
+    the context's position, torch's RNG state and the position (epoch, steps done in it). An
+    epoch's batches are a function of (seed, epoch), so a resumed run replays the steps already
+    done of its epoch without training on them (which also replays their augmentation draws)
+    and ends bit-identical on CPU to a run that was never interrupted. `validation` feeds
+    `context.validation_batches()`; `context` defaults to one process.
     """
     steps_per_epoch = len(batches)
     if steps_per_epoch == 0:
         raise ConfigError("the training set is smaller than one batch; lower --batch-size")
-    optimizer, scheduler = build_optimizer(model, config, steps_per_epoch)
+    context = context if context is not None else StepContext(validation)
+    optimisation = method.configure_optimizers(model, config, steps_per_epoch)
     start_epoch, start_step = 0, 0
+    if resume_from is not None and "torch_rng" not in resume_from:
+        model.load_state_dict(resume_from["model"])  # an untrained run's weights, saved alone
+        resume_from = None
     if resume_from is not None:
         model.load_state_dict(resume_from["model"])
-        optimizer.load_state_dict(resume_from["optimizer"])
-        scheduler.load_state_dict(resume_from["scheduler"])
+        optimisation.load_state_dict(resume_from)
         method.load_state_dict(resume_from["method"])
+        context.load_state_dict(resume_from.get("context", {}))
         torch.set_rng_state(resume_from["torch_rng"])
         start_epoch, start_step = int(resume_from["epoch"]), int(resume_from.get("step", 0))
     else:
         torch.manual_seed(config.seed)
-    method.setup(model, optimizer, batches)
+    method.setup(model, optimisation.weights, batches, context)
     model.train()
     # Walking a supernet's module tree costs ~10 ms a step (thousands of candidate tensors);
     # list the parameters once and clip only those the step touched.
     parameters = list(model.parameters())
+    passes = method.backward_passes()
+    # A step written without a `context` parameter can run no backward pass (the count check
+    # below says so); it is called without one.
+    step_kwargs = ({"context": context}
+                   if "context" in inspect.signature(method.train_step).parameters else {})
     last_saved = f"epoch {start_epoch} step {start_step}"
 
     def checkpoint(epoch: int, step: int) -> None:
         nonlocal last_saved
-        if save_checkpoint is not None:
+        if save_checkpoint is not None and context.is_main:
             save_checkpoint({"epoch": epoch, "step": step, "model": model.state_dict(),
-                             "optimizer": optimizer.state_dict(),
-                             "scheduler": scheduler.state_dict(), "method": method.state_dict(),
-                             "torch_rng": torch.get_rng_state()})
+                             **optimisation.state_dict(), "method": method.state_dict(),
+                             "context": context.state_dict(), "torch_rng": torch.get_rng_state()})
             last_saved = f"epoch {epoch} step {step}"
 
     bar = tqdm(total=config.epochs * steps_per_epoch,
                initial=start_epoch * steps_per_epoch + start_step,
-               desc=description, unit="step", dynamic_ncols=True, disable=None)
+               desc=description, unit="step", dynamic_ncols=True,
+               disable=None if context.is_main else True)
     try:
         for epoch in range(start_epoch, config.epochs):
             method.on_epoch_start(epoch, config.epochs)
@@ -180,18 +250,23 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
                 if epoch == start_epoch and step < start_step:
                     continue  # done before the resume; its batch was drawn to replay the RNG
                 global_step = epoch * steps_per_epoch + step
-                optimizer.zero_grad(set_to_none=True)
-                loss = method.train_step(model, images, labels, ids)
+                context.begin_step(epoch, step, global_step)
+                optimisation.zero_grad()
+                loss = method.train_step(model, images, labels, ids, **step_kwargs)
                 if not math.isfinite(loss):
                     raise TrainingError(f"loss became {loss} at epoch {epoch} step {step} "
                                         f"(global step {global_step}); the last checkpoint is "
                                         f"{last_saved}; lower the learning rate")
+                if context.backward_calls != passes:
+                    raise RuntimeError(f"{type(method).__name__} called context.backward "
+                                       f"{context.backward_calls} times in a step but declares "
+                                       f"backward_passes() = {passes}; every backward pass "
+                                       f"goes through context.backward")
                 method.clip_gradients(parameters, config.grad_clip_norm)
-                optimizer.step()
-                scheduler.step()
-                if log_scalar is not None:
+                optimisation.step()
+                if log_scalar is not None and context.is_main:
                     log_scalar("train/loss", loss, global_step)
-                    log_scalar("train/lr", scheduler.get_last_lr()[0], global_step)
+                    log_scalar("train/lr", optimisation.learning_rate(), global_step)
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.3f}", refresh=False)
                 every = config.checkpoint_every_steps
@@ -199,5 +274,7 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
                     checkpoint(epoch, step + 1)
             method.on_epoch_end(epoch)
             checkpoint(epoch + 1, 0)
+        if config.epochs == 0:
+            checkpoint(0, 0)  # an untrained run's checkpoint: its initial weights, resumable
     finally:
         bar.close()

@@ -6,7 +6,7 @@ route the architecture to its owner, which is why evaluation, search and export 
 supernet unchanged: to them it is one `Supernet`.
 
 All sub-supernets are built up front (`capacity` of them, the most the method's split plan can
-make), because the loop's optimiser is built once over fixed parameters. Until a split hands it a
+make), because the weights' optimiser is built once over fixed parameters. Until a split hands it a
 region, a sub-supernet is unused: it gets no gradient, so SGD leaves it alone. The regions are
 the module's extra state, saved in its state_dict, so a checkpoint restores its split.
 """
@@ -48,10 +48,12 @@ class Region:
         """Number of choice combinations in the region (before any canonicalisation)."""
         return math.prod(len(self.choices(space, d)) for d in range(len(space.decisions)))
 
-    def sample(self, space: SearchSpace, rng: np.random.Generator) -> Architecture:
+    def sample_indices(self, space: SearchSpace, rng: np.random.Generator) -> tuple[int, ...]:
         """Uniform inside the region: each decision uniform over its allowed choices."""
-        return space.from_indices([int(rng.choice(self.choices(space, d)))
-                                   for d in range(len(space.decisions))])
+        return tuple(int(rng.choice(self.choices(space, d))) for d in range(len(space.decisions)))
+
+    def sample(self, space: SearchSpace, rng: np.random.Generator) -> Architecture:
+        return space.from_indices(self.sample_indices(space, rng))
 
     def to_state(self) -> list[Any]:
         return [self.part, [[d, list(allowed)] for d, allowed in sorted(self.allowed.items())]]

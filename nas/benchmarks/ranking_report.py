@@ -1,4 +1,6 @@
-"""The ranking report: training methods' supernet rankings against one ground truth, side by side.
+"""The ranking report: training methods' supernet rankings against one ground truth, side by side,
+with training-free proxies as rows of their own (`nas correlate --proxy ... --out RUNS` writes
+them as runs `RUNS/proxy-<name>-seed<k>`; name them `proxy-<name>` in --methods).
 
     python -m nas.benchmarks.ranking_report --runs RUNS --ground-truth GT.csv --out results/ranking
         [--methods spos,pada,pada-code,fewshot,gmnas,alphanet] [--seeds 0,1,2] [--baseline spos]
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nas.correlate import correlation_folder, read_ground_truth
+from nas.correlate import correlation_folder, rankable_scores, read_ground_truth
 from nas.errors import DataError, NasError
 from nas.ranking import (bootstrap_interval, compare_with_baseline, kendall_tau, mean_tau,
                          seed_to_seed_tau, top_k_overlap)
@@ -61,7 +63,8 @@ def load_methods(runs: Path, methods: list[str], seeds: list[int], correlation_d
             elif list(table["arch"]) != archs:
                 raise DataError(f"{method}-seed{seed} was scored on other architectures than "
                                 f"{methods[0]}-seed{seeds[0]}; correlate every run with one --archs")
-            rows.append(table["supernet_score"].to_numpy(dtype=float))
+            column = "supernet_score" if "supernet_score" in table else "proxy_score"
+            rows.append(rankable_scores(table[column].to_numpy(dtype=float), archs))
             figures.append({"method": method, "seed": seed, **{
                 f"{name}{suffix}": report["figures"][name][key] for name in RUN_FIGURES
                 for suffix, key in (("", "value"), ("_low", "low"), ("_high", "high"))}})

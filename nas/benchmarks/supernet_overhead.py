@@ -2,8 +2,9 @@
 
     python -m nas.benchmarks.supernet_overhead [--spaces nb201 darts] [--archs 4] [--steps 10]
 
-A step is what the training loop does: zero gradients (to None), forward, cross-entropy,
-backward, clip the gradient norm to 5, SGD step. Both networks run the same path with the same
+A step is what the training loop does with SPOS: zero gradients (to None), forward,
+cross-entropy, backward, (supernet only) all-zero gradients set to None, clip the gradient norm
+to 5, SGD step. Both networks run the same path with the same
 weights and batch; steps alternate supernet / model so drifts in machine load hit both alike.
 Prints the per-architecture median ratio (goal <= 1.05) and writes a CSV beside the report.
 """
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from search_spaces import Skeleton, get_space
+from supernets.methods.base import release_zero_gradients
 
 # The benchmarks' own sizes: NB201 at its benchmark skeleton, DARTS at its search skeleton.
 SKELETONS = {"nb201": Skeleton(3, 10, 32, width=16, cells=5),
@@ -27,11 +29,14 @@ SKELETONS = {"nb201": Skeleton(3, 10, 32, width=16, cells=5),
              "mobilenet": Skeleton(3, 10, 32, width=16, cells=5)}
 
 
-def _step(parameters, forward, optimizer, x, y) -> float:
-    """One step exactly as `supernets.loop.train` takes it."""
+def _step(parameters, forward, optimizer, x, y, is_single_path: bool) -> float:
+    """One step exactly as `supernets.loop.train` takes it; a supernet's single-path step also
+    releases all-zero gradients (`release_zero_gradients`), which a plain model does not need."""
     start = time.perf_counter()
     optimizer.zero_grad(set_to_none=True)
     F.cross_entropy(forward(x), y).backward()
+    if is_single_path:
+        release_zero_gradients(parameters)
     torch.nn.utils.clip_grad_norm_([p for p in parameters if p.grad is not None], 5.0)
     optimizer.step()
     return time.perf_counter() - start
@@ -56,7 +61,7 @@ def measure(space_name: str, archs: int, steps: int, batch: int, seed: int) -> l
         times: dict[str, list[float]] = {"supernet": [], "model": []}
         for i in range(steps + 2):  # 2 warm-up steps each
             for key, (params, forward) in nets.items():
-                elapsed = _step(params, forward, optimizers[key], x, y)
+                elapsed = _step(params, forward, optimizers[key], x, y, key == "supernet")
                 if i >= 2:
                     times[key].append(elapsed)
         sup, mod = statistics.median(times["supernet"]), statistics.median(times["model"])

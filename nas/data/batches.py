@@ -16,6 +16,7 @@ from nas.data.datasets import ImageData
 from nas.errors import ConfigError, DataError
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images (B,C,H,W) float, labels, indices
+VALIDATION_STREAM_SEED_OFFSET = 7_919
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,20 @@ class BatchSource:
                 images = self._augment(images, generator)
             yield self._to_device(self._normalise(images)), self._to_device(self.labels[chosen]), chosen
 
+    def one_batch(self, size: int, seed: int) -> Batch:
+        """`size` images drawn without replacement by a generator seeded with `seed`, augmented
+        if this is a training source: the fixed batch a training-free proxy scores on."""
+        if not 1 <= size <= len(self.indices):
+            raise DataError(f"a batch of {size} images was asked for, but this split holds "
+                            f"{len(self.indices)}; use more data or a proxy with a smaller batch")
+        generator = torch.Generator().manual_seed(seed)
+        chosen = self.indices[torch.randperm(len(self.indices), generator=generator)[:size]]
+        images = self.images[chosen].float().div_(255.0)
+        if self.is_training:
+            images = self._augment(images, generator)
+        return (self._to_device(self._normalise(images)), self._to_device(self.labels[chosen]),
+                chosen)
+
     def _normalise(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean) / self.std
 
@@ -136,6 +151,10 @@ class DataSplits:
     val: BatchSource         # search validation
     test: BatchSource        # final reporting only; never used for search
     full_train: BatchSource  # train + val, augmented: stand-alone training
+    # Search-validation images shuffled and augmented like training batches, at the training
+    # batch size: the validation stream of a training method's step (bi-level methods train
+    # architecture parameters on it, as DARTS trains them on its held-out half).
+    val_stream: BatchSource
 
 
 def make_splits(data: ImageData, config: DataConfig, seed: int, device: str = "cpu") -> DataSplits:
@@ -156,4 +175,8 @@ def make_splits(data: ImageData, config: DataConfig, seed: int, device: str = "c
                          batch_size=config.eval_batch_size, is_training=False, **common),
         full_train=BatchSource(data.x_train, data.y_train, all_train, batch_size=config.batch_size,
                                is_training=True, is_flip_invariant=flip, seed=seed, **common),
+        # Its own shuffle and crops: a generator seeded apart from the training batches'.
+        val_stream=BatchSource(data.x_train, data.y_train, val_idx, batch_size=config.batch_size,
+                               is_training=True, is_flip_invariant=flip,
+                               seed=seed + VALIDATION_STREAM_SEED_OFFSET, **common),
     )

@@ -21,7 +21,6 @@ from typing import Any, Callable
 import pandas as pd
 import torch
 
-from nas.config import with_added_defaults
 from nas.errors import CheckpointError, ConfigError
 
 CONFIG_FILE = "config.json"
@@ -106,15 +105,20 @@ class RunDir:
         except (json.JSONDecodeError, KeyError, TypeError) as error:
             raise ConfigError(f"{config_path} is corrupt: {error}") from None
 
-    def open(self, settings: dict[str, Any]) -> bool:
+    def open(self, settings: dict[str, Any],
+             fill_defaults: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> bool:
         """Start this run, or resume it when the directory holds the same settings.
 
+        `fill_defaults` completes the recorded settings with fields added to the platform since
+        they were written (`nas.config.with_added_defaults`), so newer code resumes older runs.
         Returns True on a resume. A directory with other settings, or with files but no
         config.json, is never touched.
         """
         settings = json.loads(json.dumps(settings, default=str))  # as it will read back
         if self.exists():
-            previous = with_added_defaults(self.settings())
+            previous = self.settings()
+            if fill_defaults is not None:
+                previous = fill_defaults(previous)
             if previous != settings:
                 key = _first_difference(previous, settings)
                 raise ConfigError(f"{self.path} holds a run with other settings ({key}); "

@@ -9,7 +9,7 @@ from nas.registry import Registry
 from nas.searchers.optuna_search import OptunaSearcher, open_study, random, tpe
 
 SEARCHERS: Registry[Callable[[int], optuna.samplers.BaseSampler]] = Registry("searcher")
-SEARCHERS.register("tpe")(tpe)
-SEARCHERS.register("random")(random)
+SEARCHERS.register(tpe)
+SEARCHERS.register(random)
 
 __all__ = ["SEARCHERS", "OptunaSearcher", "open_study"]

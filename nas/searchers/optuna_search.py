@@ -1,4 +1,6 @@
-"""Optuna samplers as architecture searchers, through the `Sampler` ask/tell interface.
+"""Searchers: Optuna samplers driven through one study (see `search_spaces/base.py` on why they
+are not training samplers). `OptunaSearcher` is the study seen in architectures: it asks the
+study's sampler for trials, tells it scores, and finds trials a killed run left unfinished.
 
 Each decision becomes a categorical Optuna parameter of the same name, its choices spelled as
 strings, so the study in `study.db` reads naturally in optuna-dashboard. Every trial stores the
@@ -12,7 +14,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from search_spaces.base import Architecture, Sampler, SearchSpace
+from search_spaces.base import Architecture, SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -21,7 +23,7 @@ def _label(choice: object) -> str:
     return str(choice)
 
 
-class OptunaSearcher(Sampler):
+class OptunaSearcher:
     """Proposes architectures from an Optuna study's sampler; `tell` completes the trial."""
 
     def __init__(self, space: SearchSpace, study: optuna.Study) -> None:
@@ -47,8 +49,7 @@ class OptunaSearcher(Sampler):
             archs.append(arch)
         return archs
 
-    def tell(self, arch: Architecture, feedback: float | Mapping[str, float]) -> None:
-        value = feedback if isinstance(feedback, (int, float)) else feedback["score"]
+    def tell(self, arch: Architecture, value: float) -> None:
         number = self._pending[arch].pop(0)
         if not self._pending[arch]:
             del self._pending[arch]

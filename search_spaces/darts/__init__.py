@@ -4,6 +4,6 @@ from __future__ import annotations
 from search_spaces import SPACES
 from search_spaces.darts.space import DartsSpace
 
-SPACES.register("darts")(DartsSpace)
+SPACES.register(DartsSpace)
 
 __all__ = ["DartsSpace"]

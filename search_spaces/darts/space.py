@@ -56,6 +56,14 @@ class DartsSpace(SearchSpace):
         """DARTS's `Genotype` namedtuple of `arch`, for code written against quark0/darts."""
         return genotype_of(self.check(arch).values)
 
+    split_edge_criterion = "within"  # GM-NAS `mincut_split_darts`
+
+    def split_decisions(self) -> list[int]:
+        """The normal cell's operation decisions: the GM-NAS paper splits only those in the DARTS
+        space (14 edges); Few-Shot NAS's DARTS baseline splits one edge, the first."""
+        return [i for i, d in enumerate(self.decisions)
+                if d.name.startswith("normal.") and ".op" in d.name and len(d.choices) > 1]
+
     def largest(self) -> Architecture:
         """Every op `sep_conv_5x5`, node k reading (k-2, k-1): the deepest cell of the op with
         the most parameters and FLOPs (two stacked depthwise-5x5 + pointwise layers). `params_m`

@@ -2,6 +2,6 @@
 from search_spaces import SPACES
 from search_spaces.mobilenet.space import MobileNetSpace
 
-SPACES.register("mobilenet")(MobileNetSpace)
+SPACES.register(MobileNetSpace)
 
 __all__ = ["MobileNetSpace"]

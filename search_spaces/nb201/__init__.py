@@ -2,6 +2,6 @@
 from search_spaces import SPACES
 from search_spaces.nb201.space import NB201Space
 
-SPACES.register("nb201")(NB201Space)
+SPACES.register(NB201Space)
 
 __all__ = ["NB201Space"]

@@ -10,11 +10,11 @@ from supernets.methods.pada import PADA
 from supernets.methods.spos import SPOS
 
 METHODS: Registry[type[TrainingMethod]] = Registry("method")
-METHODS.register("spos")(SPOS)
-METHODS.register("alphanet")(AlphaNet)
-METHODS.register("fewshot")(FewShot)
-METHODS.register("gmnas")(GMNAS)
-METHODS.register("pada")(PADA)
+METHODS.register(SPOS)
+METHODS.register(AlphaNet)
+METHODS.register(FewShot)
+METHODS.register(GMNAS)
+METHODS.register(PADA)
 
 __all__ = ["METHODS", "AlphaNet", "FewShot", "GMNAS", "MethodConfig", "PADA", "SPOS",
            "TrainingMethod"]

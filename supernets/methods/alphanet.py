@@ -9,7 +9,8 @@ ICML 2021; steps as the official `train_alphanet.py` `train_epoch`. Per batch:
    rule), each learn the soft targets with the adaptive alpha-divergence (`divergence.py`);
    no labels, no averaging: every path's gradient is added to the same `.grad`;
 3. gradients are clipped by VALUE to `grad_clip_value` (`clip_grad_value_`), not by norm, so
-   the loop's `--grad-clip-norm` is unused by this method; then the loop's optimiser steps.
+   the config's `grad_clip_norm` is unused by this method; then the loop steps the method's
+   optimiser (the default weights SGD).
 
 Omitted: the official max subnet trains with dropout 0.2 and drop-connect 0.2 (last two
 stages); this platform's supernets have neither layer, so every path runs without them.
@@ -29,6 +30,7 @@ from search_spaces.base import Architecture, Sampler, SearchSpace, Supernet
 from search_spaces.uniform import UniformSampler
 from supernets.methods.base import MethodConfig, TrainingMethod
 from supernets.methods.divergence import adaptive_alpha_divergence, kl_distillation
+from supernets.step_context import StepContext
 
 
 @dataclass(frozen=True)
@@ -92,19 +94,23 @@ class AlphaNet(TrainingMethod):
         return adaptive_alpha_divergence(student_logits, teacher_logits, c.alpha_min,
                                          c.alpha_max, c.iw_clip)
 
+    def backward_passes(self) -> int:
+        return self.config.paths_per_step
+
     def train_step(self, supernet: Supernet, images: torch.Tensor, labels: torch.Tensor,
-                   sample_ids: torch.Tensor) -> float:
+                   sample_ids: torch.Tensor, context: StepContext | None = None) -> float:
         """Backward of every path into the same gradients; returns the summed logged losses
         (the largest's cross-entropy plus each student's divergence)."""
+        context = context or self.context
         largest, *students = self.paths()
         logits = supernet(images, largest)  # (B, K)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
-        loss.backward()
+        context.backward(loss)
         teacher = logits.detach()  # soft targets: no gradient flows back into the teacher
         total = float(loss.detach())
         for arch in students:
             surrogate, value = self.distill(supernet(images, arch), teacher)
-            surrogate.backward()
+            context.backward(surrogate)
             total += float(value)
         return total
 

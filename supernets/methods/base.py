@@ -1,22 +1,42 @@
-"""The training-method strategy: what one supernet training step does, and its hooks.
+"""The training-method contract: a method owns its optimisers, its backward passes and its scoring.
 
-The loop (`supernets/loop.py`) owns the optimiser, schedule, clipping, checkpoints and logging;
-a method owns which paths are trained on a batch and with which loss. A method's `train_step`
-runs forward and backward itself because methods differ in how many paths share one optimiser
-step (SPOS one, the sandwich rule several, with gradients accumulated).
+The loop (`supernets/loop.py`) runs every method the same way, and a method talks to it only
+through these calls:
+
+- `configure_optimizers(model, config, steps_per_epoch) -> Optimisation`: the method builds its
+  optimisers and schedules by name: "weights" (default: SGD over the supernet, the config's
+  schedule) and, for a method with architecture parameters, its own (no weight decay, its own
+  lr). The loop zeroes, steps and checkpoints all of them; the method keeps references it needs
+  (Few-Shot and GM-NAS copy momentum into the weights optimiser's state when they split).
+- `train_step(supernet, images, labels, sample_ids, context) -> float`: forward passes and
+  exactly `backward_passes()` calls of `context.backward(loss)` (never `loss.backward()`);
+  returns the loss to log. `context.validation_batches()` gives validation data (bi-level
+  methods), `context.all_reduce(t)` sums statistics over processes, `context.is_main` says
+  whether this process writes. The loop then clips (`clip_gradients`) and steps.
+- hooks: `setup`, `on_epoch_start` (idempotent), `data_distribution`, `on_epoch_end`;
+  `state_dict` holds everything needed to resume bit-identically, also mid-epoch.
+- `score(supernet, arch, data) -> float`: validation accuracy of `arch` with inherited weights
+  and the method's BatchNorm mode; `nas search`, `nas correlate` and export all score with it.
+- `build_supernet()`: the supernet the method trains (split methods: a partitioned one);
+  evaluation, search and export build it through the method, so they see its structure.
+
+Training samplers (which paths a step trains) are the project's own `Sampler`s
+(`search_spaces/base.py`); searchers are Optuna samplers and never train.
 """
 from __future__ import annotations
 
 from abc import abstractmethod
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, ClassVar, Literal, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from nas.errors import ConfigError
-from search_spaces.base import Sampler, SearchSpace, Supernet
-from supernets.loop import Batches, StepMethod
+from search_spaces.base import Architecture, Sampler, SearchSpace, Supernet
+from supernets.evaluation import ScoringData, accuracy, recalibrate_batchnorm
+from supernets.loop import StepMethod
+from supernets.step_context import Batches, StepContext
 
 
 @dataclass(frozen=True)
@@ -32,10 +52,15 @@ class MethodConfig:
 
     label_smoothing: float = 0.0  # SPOS on NB201 (PA&DA baselines) trains with plain CE
     bn_mode: Literal["recalibrate", "batch-stats"] = "recalibrate"
+    # Training batches a path's BatchNorm statistics are recomputed from before it is scored
+    # (SPOS's tester: 200 of 128 images; AlphaNet `post_bn_calibration_batch_num`: 64).
+    calibration_batches: int = 10
 
     def __post_init__(self) -> None:
         if self.bn_mode not in ("recalibrate", "batch-stats"):
             raise ConfigError(f"unknown bn_mode {self.bn_mode!r}; choose recalibrate or batch-stats")
+        if self.calibration_batches < 1:
+            raise ConfigError(f"calibration_batches must be >= 1, got {self.calibration_batches}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}")
 
@@ -43,15 +68,21 @@ class MethodConfig:
         return asdict(self)
 
 
-class TrainingMethod(StepMethod):
-    """A supernet training method: a sampler, a loss, and optional hooks (see `StepMethod`).
+def release_zero_gradients(parameters: Sequence[torch.Tensor]) -> None:
+    """Set every all-zero gradient to None, as megvii's SPOS does after backward: an op whose
+    input was a zero node (an edge after `none`) computed nothing, so SGD's weight decay and
+    stale momentum must not move it either (they skip parameters without a gradient)."""
+    with_grad = [p for p in parameters if p.grad is not None]
+    if not with_grad:
+        return
+    nonzero = torch.stack([torch.count_nonzero(p.grad) for p in with_grad]).tolist()
+    for p, count in zip(with_grad, nonzero):
+        if count == 0:
+            p.grad = None
 
-    `train_step` runs after the loop has zeroed gradients and must run the backward pass(es)
-    and return the scalar loss it logs; the loop then clips and steps. `state_dict()` must hold
-    everything needed to resume bit-identically, also mid-epoch. A method whose supernet is not
-    the space's plain one (split supernets) overrides `build_supernet`; evaluation, search and
-    export build the supernet through the method, so they see the same structure.
-    """
+
+class TrainingMethod(StepMethod):
+    """A supernet training method: a sampler, a loss, its optimisers and its scoring (module doc)."""
 
     name: ClassVar[str]
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
@@ -66,6 +97,8 @@ class TrainingMethod(StepMethod):
         self.model: nn.Module | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.batches: Batches | None = None
+        self.context: StepContext = StepContext()
+        self._parameters: list[nn.Parameter] | None = None
 
     def build_supernet(self) -> Supernet:
         return self.space.build_supernet()
@@ -75,10 +108,38 @@ class TrainingMethod(StepMethod):
 
     @abstractmethod
     def train_step(self, supernet: Supernet, images: torch.Tensor, labels: torch.Tensor,
-                   sample_ids: torch.Tensor) -> float: ...
+                   sample_ids: torch.Tensor, context: StepContext | None = None) -> float:
+        """`context` None: a single process with no validation data (a step run by hand)."""
 
-    def setup(self, model: nn.Module, optimizer: torch.optim.Optimizer, batches: Batches) -> None:
+    def setup(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, batches: Batches,
+              context: StepContext | None = None) -> None:
         self.model, self.optimizer, self.batches = model, optimizer, batches
+        self.context = context if context is not None else StepContext()
+        self._parameters = list(model.parameters())
+
+    def release_zero_gradients(self, supernet: Supernet) -> None:
+        """The single-path rule after a step's backward passes (`release_zero_gradients`)."""
+        parameters = self._parameters if supernet is self.model else None
+        release_zero_gradients(parameters if parameters is not None else list(supernet.parameters()))
+
+    def score(self, supernet: Supernet, arch: Architecture, data: ScoringData) -> float:
+        """Top-1 accuracy (%) of `arch` on `data.evaluation` with inherited weights, BatchNorm
+        as `config.bn_mode` says: running statistics recomputed for the path from the first
+        `config.calibration_batches` batches of `data.calibration` first, or each evaluation
+        batch normalised by its own statistics."""
+        forward = lambda x: supernet(x, arch)  # noqa: E731
+        if self.config.bn_mode == "batch-stats":
+            return accuracy(supernet, forward, data.evaluation.epoch(0), batch_statistics=True)
+        self.calibrate(supernet, arch, data)
+        return accuracy(supernet, forward, data.evaluation.epoch(0))
+
+    def calibrate(self, supernet: Supernet, arch: Architecture, data: ScoringData) -> None:
+        """Recompute every BatchNorm's running statistics for `arch` (what an exported model
+        of `arch` carries, whatever the scoring mode)."""
+        if data.calibration is None:
+            raise ConfigError("recalibrating BatchNorm needs calibration batches")
+        recalibrate_batchnorm(supernet, lambda x: supernet(x, arch), data.calibration.epoch(0),
+                              self.config.calibration_batches)
 
     def state_dict(self) -> dict[str, Any]:
         return {"sampler": self.sampler.state_dict()}

@@ -22,9 +22,9 @@ from supernets.partitioned import PartitionedSupernet, require_splittable
 
 @dataclass(frozen=True)
 class FewShotConfig(MethodConfig):
-    # The decision to split on. "" = the space's first decision with more than one candidate:
-    # NB201's first edge 1<-0, as the official NB201 code; DARTS normal.node2.op0 (one edge, as
-    # the DARTS-space Few-Shot baseline); mobilenet its resolution.
+    # The decision to split on. "" = the first of the space's `split_decisions()`: NB201's first
+    # edge 1<-0, as the official NB201 code; DARTS normal.node2.op0 (one edge, as the
+    # DARTS-space Few-Shot baseline); mobilenet its resolution.
     decision: str = ""
     # Fraction of the run before the split; None = 2 / (k + 2), the official budget ratio above.
     split_at: float | None = None
@@ -44,8 +44,7 @@ class FewShot(SplitTraining):
         if self.config.decision:
             self.decision = find_decision(space, self.config.decision)
         else:
-            splittable = [i for i, d in enumerate(space.decisions)
-                          if len(d.choices) > 1 and space.is_always_active(i)]
+            splittable = space.split_decisions()
             if not splittable:
                 raise ConfigError(f"{space.name} has no decision with more than one candidate")
             self.decision = splittable[0]

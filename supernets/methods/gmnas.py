@@ -40,11 +40,15 @@ class GMNASConfig(MethodConfig):
     # (2 rounds of binary splits: 4 sub-supernets); the DARTS-space script at 2, 4, 6 of 21.
     split_at: str = "0.25,0.5"
     score_batches: int = 100  # official: gradients averaged over 100 batches per candidate
-    # Which decisions may be split. "auto": DARTS splits normal-cell op decisions only (the
-    # paper's DARTS setting); other spaces any decision with more than one candidate. Otherwise
-    # comma-separated decision-name prefixes, e.g. "normal." or "1<-0,2<-0".
+    # Which decisions may be split. "auto": the space's `split_decisions()` (DARTS: the normal
+    # cell's ops, the paper's DARTS setting; others: every always-active multi-choice decision).
+    # Otherwise comma-separated decision-name prefixes, e.g. "normal." or "1<-0,2<-0".
     decisions: str = "auto"
-    edge_criterion: Literal["auto", "cut", "within"] = "auto"
+    edge_criterion: Literal["auto", "cut", "within"] = "auto"  # auto: the space's own
+    # The batches gradients are matched on: "train" (official `split_supernet`: a training
+    # batch; it also draws a validation batch but never uses it) or "validation" (the run's
+    # search-validation batches, through the step context).
+    score_data: Literal["train", "validation"] = "train"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -54,6 +58,8 @@ class GMNASConfig(MethodConfig):
         if self.edge_criterion not in ("auto", "cut", "within"):
             raise ConfigError(f"unknown edge_criterion {self.edge_criterion!r}; choose auto, cut "
                               f"or within")
+        if self.score_data not in ("train", "validation"):
+            raise ConfigError(f"unknown score_data {self.score_data!r}; choose train or validation")
 
 
 def cosine_distances(gradients: Sequence[torch.Tensor]) -> np.ndarray:
@@ -114,15 +120,11 @@ class GMNAS(SplitTraining):
         return [i for i in self._named_decisions() if self.space.is_always_active(i)]
 
     def _named_decisions(self) -> list[int]:
-        decisions = self.space.decisions
-        if self.config.decisions != "auto":
-            prefixes = tuple(p.strip() for p in self.config.decisions.split(",") if p.strip())
-            return [i for i, d in enumerate(decisions)
-                    if len(d.choices) > 1 and d.name.startswith(prefixes)]
-        if self.space.name == "darts":  # the paper splits the normal cell's operations
-            return [i for i, d in enumerate(decisions)
-                    if d.name.startswith("normal.") and ".op" in d.name]
-        return [i for i, d in enumerate(decisions) if len(d.choices) > 1]
+        if self.config.decisions == "auto":
+            return self.space.split_decisions()
+        prefixes = tuple(p.strip() for p in self.config.decisions.split(",") if p.strip())
+        return [i for i, d in enumerate(self.space.decisions)
+                if len(d.choices) > 1 and d.name.startswith(prefixes)]
 
     def capacity(self) -> int:
         return 2 ** len(self.fractions)
@@ -133,16 +135,21 @@ class GMNAS(SplitTraining):
     def criterion(self) -> str:
         if self.config.edge_criterion != "auto":
             return self.config.edge_criterion
-        return "within" if self.space.name == "darts" else "cut"
+        return self.space.split_edge_criterion
 
     def plan_split(self, supernet: PartitionedSupernet, region_index: int,
                    level: int) -> tuple[int, list[list[int]]] | None:
         region = supernet.regions[region_index]
+        # Every decision of the region is scored on the same batches (as "train" draws them).
+        batches = (None if self.config.score_data == "train" else
+                   [next(self.context.validation_batches())[:2]
+                    for _ in range(self.config.score_batches)])
         best = None
         for decision in self.candidates:
             if decision in region.allowed or len(region.choices(self.space, decision)) < 2:
                 continue  # already split in this region (the official code splits an edge once)
-            distances = self.gradient_distances(supernet, region, decision, level, region_index)
+            distances = self.gradient_distances(supernet, region, decision, level, region_index,
+                                                batches)
             groups, within, cut = best_bipartition(distances)
             choices = region.choices(self.space, decision)
             key = -cut if self.criterion() == "cut" else within
@@ -151,14 +158,18 @@ class GMNAS(SplitTraining):
         return None if best is None else (best[1], best[2])
 
     def gradient_distances(self, supernet: PartitionedSupernet, region: Region, decision: int,
-                           level: int, region_index: int) -> np.ndarray:
-        """The averaged candidate-by-candidate gradient distance matrix of one decision."""
+                           level: int, region_index: int,
+                           batches: Sequence[tuple[torch.Tensor, torch.Tensor]] | None = None
+                           ) -> np.ndarray:
+        """The averaged candidate-by-candidate gradient distance matrix of one decision, on
+        `batches` (default: `score_batches` training batches of the (level, region))."""
         part: Supernet = supernet.parts[region.part]
         parameters = list(part.parameters())
         choices = region.choices(self.space, decision)
         # A generator per (seed, level, region, decision): a resumed run recomputes the same split.
         rng = np.random.default_rng([self.seed, level, region_index, decision])
-        data = _batches_forever(self.batches, 1_000_000 + 1000 * level + region_index)
+        data = (iter(batches) if batches is not None else
+                _batches_forever(self.batches, 1_000_000 + 1000 * level + region_index))
         total, used = np.zeros((len(choices), len(choices))), 0
         for _ in range(self.config.score_batches):
             images, labels = next(data)

@@ -49,8 +49,8 @@ from torch import nn
 from nas.errors import CheckpointError, ConfigError, TrainingError
 from search_spaces.base import Sampler, SearchSpace, Supernet
 from search_spaces.importance import ImportanceSampler, smoothed
-from supernets.loop import Batches
 from supernets.methods.base import MethodConfig, TrainingMethod
+from supernets.step_context import Batches, StepContext
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,9 @@ class PADA(TrainingMethod):
     def build_sampler(self) -> Sampler:
         return ImportanceSampler(self.space, self.seed)
 
-    def setup(self, model: nn.Module, optimizer: torch.optim.Optimizer, batches: Batches) -> None:
-        super().setup(model, optimizer, batches)
+    def setup(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, batches: Batches,
+              context: StepContext | None = None) -> None:
+        super().setup(model, optimizer, batches, context)
         indices = batches.indices.cpu()
         n = len(indices)
         if self._sample_sum is None:
@@ -151,8 +152,9 @@ class PADA(TrainingMethod):
         return None if self._data_p is None else self._data_p.numpy()
 
     def train_step(self, supernet: Supernet, images: torch.Tensor, labels: torch.Tensor,
-                   sample_ids: torch.Tensor) -> float:
+                   sample_ids: torch.Tensor, context: StepContext | None = None) -> float:
         """One sampled path, (importance-weighted) CE, backward; returns the loss to log."""
+        context = context or self.context
         (indices,) = self.sampler.ask_indices(1)
         logits = supernet(images, self.space.from_indices(indices))  # (B, classes)
         smoothing = self.config.label_smoothing
@@ -166,7 +168,8 @@ class PADA(TrainingMethod):
                 p = self._data_p[self._positions(sample_ids)]
                 weights = (1.0 / (len(self._data_p) * p)).to(losses)
         data_weighted = (losses * weights).mean()  # an unbiased estimate of the uniform loss
-        (data_weighted * path_weight).backward()
+        context.backward(data_weighted * path_weight)
+        self.release_zero_gradients(supernet)
         self._step = (indices, path_weight)
         # Logged without the path weight (too noisy to read), with the data weights, so the
         # curve estimates the same loss as SPOS's whatever images the epoch drew.

@@ -19,11 +19,12 @@ from typing import Sequence
 import torch
 
 from nas.errors import ConfigError
-from search_spaces.base import Architecture, Sampler, SearchSpace, Supernet
+from search_spaces.base import Sampler, SearchSpace, Supernet
 from search_spaces.uniform import UniformSampler
 from supernets.methods.base import TrainingMethod
 from supernets.methods.spos import single_path_step
 from supernets.partitioned import PartitionedSupernet, Region
+from supernets.step_context import StepContext
 
 
 class RegionSampler(UniformSampler):
@@ -34,9 +35,17 @@ class RegionSampler(UniformSampler):
         super().__init__(space, seed)
         self.regions: Sequence[Region] = [Region(0)]
 
-    def ask(self, n: int = 1) -> list[Architecture]:
-        return [self.regions[int(self.rng.integers(len(self.regions)))].sample(self.space, self.rng)
+    def ask_indices(self, n: int = 1) -> list[tuple[int, ...]]:
+        return [self.regions[int(self.rng.integers(len(self.regions)))].sample_indices(self.space,
+                                                                                      self.rng)
                 for _ in range(n)]
+
+    def path_weight(self, indices: Sequence[int]) -> float:
+        """(1/|A|) / q(a), with q(a) = 1/R times the uniform chance inside a's region."""
+        (region,) = [r for r in self.regions if r.contains(indices)]
+        inside = math.prod(1 / len(region.choices(self.space, d)) for d in range(len(indices)))
+        uniform = math.prod(1 / len(d.choices) for d in self.space.decisions)
+        return uniform / (inside / len(self.regions))
 
 
 def split_epochs(fractions: Sequence[float], epochs: int) -> list[int]:
@@ -84,8 +93,8 @@ class SplitTraining(TrainingMethod):
                    level: int) -> tuple[int, list[list[int]]] | None:
         """The decision to split a region on and the groups of its choices; None: leave it."""
 
-    def setup(self, model, optimizer, batches) -> None:
-        super().setup(model, optimizer, batches)
+    def setup(self, model, optimizer, batches, context=None) -> None:
+        super().setup(model, optimizer, batches, context)
         if not isinstance(model, PartitionedSupernet):
             raise ConfigError(f"{self.name} trains a split supernet; build it with the method's "
                               f"build_supernet()")
@@ -117,6 +126,9 @@ class SplitTraining(TrainingMethod):
                                                     for k, v in state.items()}
 
     def train_step(self, supernet: Supernet, images: torch.Tensor, labels: torch.Tensor,
-                   sample_ids: torch.Tensor) -> float:
+                   sample_ids: torch.Tensor, context: StepContext | None = None) -> float:
         (arch,) = self.sampler.ask(1)
-        return single_path_step(supernet, arch, images, labels, self.config.label_smoothing)
+        loss = single_path_step(supernet, arch, images, labels, self.config.label_smoothing,
+                                context or self.context)
+        self.release_zero_gradients(supernet)
+        return loss

@@ -1,8 +1,9 @@
 """SPOS: Single Path One-Shot with uniform sampling (Guo et al., ECCV 2020).
 
 Each step trains one path drawn uniformly (one choice per decision) with cross-entropy. Paths
-not taken get no gradient; the loop zeroes gradients to None so SGD's momentum and weight decay
-leave unused choices untouched, as the official code does by setting all-zero gradients to None.
+not taken get no gradient (the loop zeroes gradients to None), and ops the path ran on a zero
+node get an all-zero one, which is set to None as the official code does: SGD's momentum and
+weight decay leave both untouched.
 
 `paths` > 1 accumulates the gradients of that many uniform paths on the same batch before one
 optimiser step (the "number of paths per step" heuristic of How to Train Your Super-Net; FairNAS
@@ -20,6 +21,7 @@ from nas.errors import ConfigError
 from search_spaces.base import Architecture, Sampler, Supernet
 from search_spaces.uniform import UniformSampler
 from supernets.methods.base import MethodConfig, TrainingMethod
+from supernets.step_context import StepContext
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,12 @@ class SPOSConfig(MethodConfig):
 
 
 def single_path_step(supernet: Supernet, arch: Architecture, images: torch.Tensor,
-                     labels: torch.Tensor, label_smoothing: float, paths: int = 1) -> float:
+                     labels: torch.Tensor, label_smoothing: float, context: StepContext,
+                     paths: int = 1) -> float:
     """Cross-entropy of one of a step's `paths` paths, divided by their number, backward;
     returns that share of the step's loss."""
     loss = F.cross_entropy(supernet(images, arch), labels, label_smoothing=label_smoothing) / paths
-    loss.backward()
+    context.backward(loss)
     return float(loss.detach())
 
 
@@ -48,8 +51,14 @@ class SPOS(TrainingMethod):
     def build_sampler(self) -> Sampler:
         return UniformSampler(self.space, self.seed)
 
+    def backward_passes(self) -> int:
+        return self.config.paths
+
     def train_step(self, supernet: Supernet, images: torch.Tensor, labels: torch.Tensor,
-                   sample_ids: torch.Tensor) -> float:
-        return sum(single_path_step(supernet, arch, images, labels, self.config.label_smoothing,
-                                    self.config.paths)
+                   sample_ids: torch.Tensor, context: StepContext | None = None) -> float:
+        context = context or self.context
+        loss = sum(single_path_step(supernet, arch, images, labels, self.config.label_smoothing,
+                                    context, self.config.paths)
                    for arch in self.sampler.ask(self.config.paths))
+        self.release_zero_gradients(supernet)
+        return loss
