@@ -52,6 +52,15 @@ def _whole_number(minimum: int):
 _positive, _non_negative = _whole_number(1), _whole_number(0)
 
 
+def _duration(text: str) -> float:
+    from supernets.budget import parse_duration
+
+    try:
+        return parse_duration(text)
+    except NasError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -69,6 +78,9 @@ def _add_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=_positive, default=DataConfig.batch_size)
     parser.add_argument("--train-subset", type=_positive, default=None, metavar="N",
                         help="use a seeded subset of N training images (default: all)")
+    parser.add_argument("--val-images", type=_positive, default=None, metavar="N",
+                        help="score architectures on N training images outside --train-subset "
+                             "(default: hold out a fifth of the subset)")
     parser.add_argument("--seed", type=_non_negative, default=TrainConfig.seed)
     parser.add_argument("--device", default=TrainConfig.device,
                         help=f"auto, cpu or cuda[:N] (default: {TrainConfig.device})")
@@ -99,6 +111,14 @@ def _add_training(parser: argparse.ArgumentParser, defaults: TrainConfig) -> Non
                         default=defaults.checkpoint_every_steps, metavar="STEPS",
                         help="checkpoint every STEPS steps as well as every epoch (0: epochs only; "
                              f"default {defaults.checkpoint_every_steps})")
+    parser.add_argument("--steps", type=_positive, default=defaults.steps, metavar="N",
+                        help="train exactly N optimiser steps instead of --epochs")
+    parser.add_argument("--time-budget", type=_duration, default=defaults.time_budget_s,
+                        metavar="TIME", help="train as many steps as fit in TIME (90s, 10m, "
+                                             "1h30m); --epochs is then the upper bound")
+    parser.add_argument("--keep-checkpoints", default=defaults.keep_checkpoints, metavar="N|S,S",
+                        help="keep snapshots along the run for ranking-versus-budget curves: N "
+                             "evenly spaced, or at steps such as 1000,5000 (default: none)")
 
 
 def _add_shared(parser: argparse.ArgumentParser, *, is_space_required: bool,
@@ -124,11 +144,13 @@ def _configs(args: argparse.Namespace, with_training: bool = True):
     data = DataConfig(path=str(Path(check_data_path(args.data)).resolve())
                       if args.data is not None else None,
                       train_subset=args.train_subset,
-                      **({"batch_size": args.batch_size} if with_training else {}))
+                      **({"batch_size": args.batch_size, "val_images": args.val_images}
+                         if with_training else {}))
     train = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device,
                         checkpoint_every_steps=args.checkpoint_every,
                         lr_schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
-                        lr=args.lr) if with_training else None
+                        lr=args.lr, steps=args.steps, time_budget_s=args.time_budget,
+                        keep_checkpoints=args.keep_checkpoints) if with_training else None
     space = SpaceConfig(args.space, args.width, args.cells) if args.space is not None else None
     return space, data, train
 
@@ -232,6 +254,9 @@ def _run_correlate(args: argparse.Namespace) -> None:
                        "NAME[,NAME] with --space to score with training-free proxies")
     if args.space is not None:
         raise NasError("--space is for --proxy; a run directory knows its own space")
+    if args.budget:
+        _run_correlate_budget(args)
+        return
     if len(args.run_dirs) > 1 and args.out is None:
         raise NasError("several runs need --out DIR for their across-run comparison")
     reports = []
@@ -244,6 +269,19 @@ def _run_correlate(args: argparse.Namespace) -> None:
     if len(reports) > 1:
         summary = compare_runs(reports, args.out)
         print("across runs: " + ", ".join(f"{k} {v:.4f}" for k, v in summary.items() if k != "runs"))
+
+
+def _run_correlate_budget(args: argparse.Namespace) -> None:
+    from nas.budget_curve import correlate_budget
+
+    if args.out is None:
+        raise NasError("--budget needs --out DIR for budget.csv and budget.png")
+    table = correlate_budget(args.run_dirs, args.ground_truth, args.out, args.column, args.archs,
+                             args.sample, args.seed, args.references, args.device)
+    for (method, steps), rows in table.groupby(["method", "steps"], sort=False):
+        print(f"{method} at {steps} steps ({rows['elapsed_s'].mean():.0f} s): Kendall tau "
+              f"{rows['kendall_tau'].mean():.3f} over {len(rows)} run(s)")
+    print(f"written to {Path(args.out) / 'budget.csv'} and budget.png")
 
 
 def _run_correlate_proxies(args: argparse.Namespace, correlate_proxies, format_report) -> None:
@@ -332,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "results go (DIR/proxy-NAME-seedK/)")
     cor.add_argument("--overwrite", action="store_true")
     cor.add_argument("--device", default=TrainConfig.device)
+    cor.add_argument("--budget", action="store_true",
+                     help="score every snapshot the runs kept (--keep-checkpoints) and their "
+                          "final weights: Kendall tau against training steps and wall time "
+                          "(DIR/budget.csv, budget.png)")
+    cor.add_argument("--references", default=None, metavar="DIR",
+                     help="with --budget: draw the proxies scored into DIR (nas correlate "
+                          "--proxy ... --out DIR) as reference lines")
     cor.add_argument("--proxy", default=None, metavar="NAME[,NAME]",
                      help=f"score with training-free proxies instead of supernets: "
                           f"{_names(PROXIES)}")

@@ -15,7 +15,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from nas.config import TrainConfig
 from nas.errors import ArchitectureError, ConfigError, DataError
@@ -25,6 +24,7 @@ from nas.results import atomic_write_csv, atomic_write_json
 from nas.ranking.proxies import ProxyScorer
 from nas.supernet_run import SearchProblem, load_supernet
 from search_spaces import SearchSpace
+from supernets.progress import Progress
 
 NB201_DEFAULT_COLUMN = "cifar10_test"
 DEFAULT_SAMPLE = 100  # architectures scored when no --archs list is given
@@ -83,7 +83,7 @@ def read_ground_truth(path: str | Path, space: SearchSpace, column: str | None =
     return GroundTruth(accuracy, by_seed, str(path), column)
 
 
-def _choose_archs(truth: GroundTruth, space: SearchSpace, archs_file: str | None,
+def choose_archs(truth: GroundTruth, space: SearchSpace, archs_file: str | None,
                   sample: int, seed: int) -> list[str]:
     if archs_file is not None:
         lines = [l for l in Path(archs_file).read_text().splitlines() if l.strip()]
@@ -107,7 +107,7 @@ def correlate_run(run_dir: str | Path, ground_truth: str | Path, column: str | N
     space = trained.problem.space
     truth = read_ground_truth(ground_truth, space, column)
     out = _fresh_folder(Path(run_dir) / correlation_folder(truth), overwrite)
-    archs = _choose_archs(truth, space, archs_file, sample, seed)
+    archs = choose_archs(truth, space, archs_file, sample, seed)
     scores = np.array([trained.score(space.parse(a)) for a in archs])
     return _write_correlation(out, archs, scores, truth, "supernet_score", seed,
                               {"run": str(run_dir)}, f"{space.name}: {len(archs)} architectures")
@@ -124,7 +124,7 @@ def correlate_proxies(problem: SearchProblem, names: Sequence[str], ground_truth
     training methods. Seed k fixes the fresh models' initialisation and the scored batch.
     """
     truth = read_ground_truth(ground_truth, problem.space, column)
-    archs = _choose_archs(truth, problem.space, archs_file, sample, seed)
+    archs = choose_archs(truth, problem.space, archs_file, sample, seed)
     parsed = [problem.space.parse(a) for a in archs]
     reports = []
     for name in names:
@@ -133,14 +133,20 @@ def correlate_proxies(problem: SearchProblem, names: Sequence[str], ground_truth
             folder = _fresh_folder(run / correlation_folder(truth), overwrite)
             scorer = ProxyScorer(problem, name, proxy_seed)
             started = time.monotonic()
-            scores = np.array([scorer(a) for a in tqdm(parsed, desc=f"{name} seed {proxy_seed}",
-                                                        unit="arch", disable=None)])
+            with Progress(len(parsed), desc=f"{name} seed {proxy_seed}", unit="arch") as bar:
+                scores = np.array([_scored(scorer, a, bar) for a in parsed])
             extra = {"run": str(run), "proxy": name, "proxy_seed": proxy_seed,
                      "wall_s": time.monotonic() - started}
             reports.append(_write_correlation(
                 folder, archs, scores, truth, "proxy_score", seed, extra,
                 f"{problem.space.name}: {len(archs)} architectures, {name}"))
     return reports
+
+
+def _scored(scorer, arch, bar: Progress) -> float:
+    value = scorer(arch)
+    bar.update(1)
+    return value
 
 
 def _fresh_folder(out: Path, overwrite: bool) -> Path:

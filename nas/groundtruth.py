@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from nas.config import DataConfig, SpaceConfig, TrainConfig, with_added_defaults
 from nas.data import load_data, make_splits
@@ -30,6 +29,7 @@ from nas.results import RunDir, atomic_write_csv, atomic_write_text
 from nas.standalone import train_model
 from nas.supernet_run import SearchProblem, build_problem
 from search_spaces import Architecture, SearchSpace
+from supernets.progress import Progress
 
 GROUNDTRUTH_FILE = "groundtruth.csv"
 DEFAULT_SAMPLE, DEFAULT_SEEDS = 64, 2  # architectures, and seeds per architecture
@@ -110,8 +110,8 @@ def groundtruth(space: SpaceConfig, data: DataConfig = DataConfig(),
     images = load_data(data.path)
     jobs = [(i, a, train_config.seed + j) for i, a in enumerate(archs) for j in range(seeds)]
     elsewhere = 0  # rows that other live workers hold
-    with tqdm(total=len(jobs), initial=len(_finished_rows(run)), desc="ground truth",
-              unit="model", dynamic_ncols=True, disable=None) as bar:
+    with Progress(len(jobs), initial=len(_finished_rows(run)), desc="ground truth",
+                  unit="model") as bar:
         for index, arch, seed in jobs:
             if _is_finished(run, arch, seed):  # re-read: other workers add rows
                 continue

@@ -9,13 +9,13 @@ from __future__ import annotations
 from typing import Callable
 
 import pandas as pd
-from tqdm import tqdm
 
 from nas.config import SearchConfig
 from nas.results import RunDir, atomic_write_csv, atomic_write_text
 from nas.searchers import SEARCHERS, OptunaSearcher, open_study
 from nas.supernet_run import SearchProblem
 from search_spaces import Architecture
+from supernets.progress import Progress
 
 TRIALS_FILE = "trials.csv"
 SUPERNET_COLUMN = "val_accuracy"  # trials.csv's score column when a supernet scores
@@ -69,8 +69,8 @@ def run_search(run: RunDir, problem: SearchProblem, scorer: Callable[[Architectu
     done = len(searcher.completed())
     best = max((t.value for t in searcher.completed()), default=float("-inf"))
     try:
-        with tqdm(total=config.trials, initial=min(done, config.trials), desc="search",
-                  unit="trial", dynamic_ncols=True, disable=None) as bar:
+        with Progress(config.trials, initial=min(done, config.trials), desc="search",
+                      unit="trial") as bar:
             for number in range(done, config.trials):
                 (arch,) = searcher.ask(1)
                 value = score(arch)
@@ -78,8 +78,7 @@ def run_search(run: RunDir, problem: SearchProblem, scorer: Callable[[Architectu
                 best = max(best, value)
                 log_scalar(f"search/{column}", value, number)
                 log_scalar(f"search/best_{column}", best, number)
-                bar.update(1)
-                bar.set_postfix(best=f"{best:.4g}", refresh=False)
+                bar.update(1, best=f"{best:.4g}")
                 if number % 10 == 9:
                     atomic_write_csv(run / TRIALS_FILE, trials_table(searcher, costs, column))
     finally:

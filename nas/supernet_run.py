@@ -21,6 +21,7 @@ from nas.config import parse_options, with_added_defaults
 
 SUPERNET_FORMAT = "nas-supernet"
 SUPERNET_FILE = "supernet.pt"
+KEPT_DIR = "checkpoints"  # snapshots along the run (--keep-checkpoints): step-0001234.pt
 
 
 def resolve_device(device: str) -> str:
@@ -119,10 +120,28 @@ def train_supernet_in(run: RunDir, settings: Mapping[str, Any],
         train(supernet, method, problem.splits.train, train_config,
               validation=problem.splits.val_stream, resume_from=resume_from,
               save_checkpoint=lambda state: atomic_torch_save(path, {**header, **state}),
+              keep_checkpoint=lambda state: atomic_torch_save(
+                  run / KEPT_DIR / f"step-{state['steps_done']:07d}.pt", {**header, **state}),
               log_scalar=log_scalar, description=f"supernet {problem.space.name}/{method.name}")
     finally:
         log_scalar.close()
     return TrainedSupernet(problem, supernet, method)
+
+
+def is_finished(state: Mapping[str, Any], train_config: TrainConfig) -> bool:
+    """Whether a checkpoint is the end of its run (older checkpoints: all epochs done)."""
+    if "finished" in state:
+        return bool(state["finished"])
+    return int(state["epoch"]) >= train_config.epochs
+
+
+def kept_checkpoints(run_path: str | Path) -> list[Path]:
+    """The run's snapshots along training (`--keep-checkpoints`), in step order."""
+    trained = RunDir(run_path)
+    settings = trained.settings()
+    if "supernet_run" in settings:
+        return kept_checkpoints(settings["supernet_run"])
+    return sorted((trained / KEPT_DIR).glob("step-*.pt"))
 
 
 def load_supernet(run_path: str | Path, device: str = "auto") -> TrainedSupernet:
@@ -140,9 +159,10 @@ def load_supernet(run_path: str | Path, device: str = "auto") -> TrainedSupernet
     path = run / SUPERNET_FILE
     state = load_checkpoint(path, SUPERNET_FORMAT)
     _check_header(state, _checkpoint_header(problem, settings), path)
-    if int(state["epoch"]) < train_config.epochs:
-        raise CheckpointError(f"supernet training in {run.path} stopped at epoch {state['epoch']} of "
-                              f"{train_config.epochs}; rerun its command to resume it")
+    if not is_finished(state, train_config):
+        raise CheckpointError(f"supernet training in {run.path} stopped at epoch {state['epoch']} "
+                              f"step {state.get('step', 0)}, before its budget's end; rerun its "
+                              f"command to resume it")
     supernet = method.build_supernet()
     try:
         supernet.load_state_dict(state["model"])

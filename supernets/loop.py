@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
@@ -18,10 +19,11 @@ import numpy as np
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from nas.errors import CheckpointError, ConfigError, TrainingError
+from supernets.budget import StepBudget
 from supernets.evaluation import ScoringData, accuracy
+from supernets.progress import Progress
 from supernets.step_context import Batches, StepContext
 
 
@@ -40,6 +42,13 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # cuda when there is one (`nas.supernet_run.resolve_device`)
     checkpoint_every_steps: int = 100  # also at every epoch end; 0 = only at epoch ends
+    # Budgets beside `epochs` (`supernets/budget.py`): exactly `steps` optimiser steps, or as many
+    # as fit in `time_budget_s` seconds (then `epochs` is the upper bound). At most one.
+    steps: int | None = None
+    time_budget_s: float | None = None
+    # Snapshots kept along the run for ranking-versus-budget curves: "" none, "N" at N evenly
+    # spaced steps (the last one the end), or steps "1000,5000".
+    keep_checkpoints: str = ""
 
     def __post_init__(self) -> None:
         if self.epochs < 0:
@@ -52,6 +61,15 @@ class TrainConfig:
         if not 0 <= self.warmup_epochs <= max(self.epochs, 0):
             raise ConfigError(f"warmup_epochs must lie in [0, epochs={self.epochs}], got "
                               f"{self.warmup_epochs}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {self.steps}")
+        if self.time_budget_s is not None and not (self.time_budget_s > 0
+                                                   and math.isfinite(self.time_budget_s)):
+            raise ConfigError(f"time_budget_s must be a number of seconds > 0, got "
+                              f"{self.time_budget_s}")
+        if self.steps is not None and self.time_budget_s is not None:
+            raise ConfigError("give one budget: --steps or --time-budget, not both")
+        kept_steps(self.keep_checkpoints, 1)  # a malformed value fails now, not mid-run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,10 +120,28 @@ class Optimisation:
                 item.load_state_dict(state[kind][name])
 
 
-def _schedule(kind: str, total_steps: int, warmup_steps: int) -> Callable[[int], float]:
+def kept_steps(spec: str, total_steps: int) -> set[int]:
+    """The steps (counted from 1) after which `keep_checkpoints = spec` keeps a snapshot."""
+    text = spec.strip()
+    if not text:
+        return set()
+    try:
+        values = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise ConfigError(f"keep_checkpoints is a count N or steps such as 1000,5000; got {spec!r}")
+    if "," not in text:
+        count = values[0]
+        return {max(1, round(total_steps * i / count)) for i in range(1, count + 1)}
+    return {v for v in values if v <= total_steps}
+
+
+def _schedule(kind: str, budget: StepBudget, warmup_steps: int) -> Callable[[int], float]:
     def factor(step: int) -> float:
         if step < warmup_steps:
             return (step + 1) / warmup_steps
+        total_steps = budget.total  # read at each step: a time budget fixes it early in the run
         progress = min((step - warmup_steps) / max(1, total_steps - warmup_steps), 1.0)
         if kind == "cosine":
             return 0.5 * (1.0 + math.cos(math.pi * progress))
@@ -117,13 +153,14 @@ def _schedule(kind: str, total_steps: int, warmup_steps: int) -> Callable[[int],
 
 
 def sgd_with_schedule(parameters: Iterable[torch.Tensor], config: TrainConfig,
-                      steps_per_epoch: int
+                      budget: StepBudget
                       ) -> tuple[torch.optim.SGD, torch.optim.lr_scheduler.LambdaLR]:
-    """SGD with the config's momentum, Nesterov and weight decay, and its per-step schedule."""
+    """SGD with the config's momentum, Nesterov and weight decay, and its per-step schedule
+    over the run's budget."""
     optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum,
                                 nesterov=config.nesterov, weight_decay=config.weight_decay)
-    schedule = _schedule(config.lr_schedule, config.epochs * steps_per_epoch,
-                         config.warmup_epochs * steps_per_epoch)
+    schedule = _schedule(config.lr_schedule, budget,
+                         config.warmup_epochs * budget.steps_per_epoch)
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
@@ -131,7 +168,7 @@ class StepMethod:
     """What the loop asks of whatever it trains with, and the defaults of the optional parts.
 
     Subclassed by `supernets.methods.base.TrainingMethod` and `nas.standalone.StandaloneStep`.
-    Order, per run: `configure_optimizers(model, config, steps_per_epoch)`, then any resumed
+    Order, per run: `configure_optimizers(model, config, budget)`, then any resumed
     state is loaded, then `setup(model, optimizer, batches, context)` once; per epoch
     `on_epoch_start(epoch, epochs)` (idempotent: it runs again for the epoch a resumed run
     continues), `data_distribution()`, then per batch `train_step` (forward, and exactly
@@ -140,9 +177,10 @@ class StepMethod:
     """
 
     def configure_optimizers(self, model: nn.Module, config: TrainConfig,
-                             steps_per_epoch: int) -> Optimisation:
-        """Default: SGD over the model's parameters with the config's schedule."""
-        optimizer, scheduler = sgd_with_schedule(model.parameters(), config, steps_per_epoch)
+                             budget: StepBudget) -> Optimisation:
+        """Default: SGD over the model's parameters with the config's schedule; `budget.total`
+        is the run's number of steps (read it when stepping: a time budget fixes it early)."""
+        optimizer, scheduler = sgd_with_schedule(model.parameters(), config, budget)
         return Optimisation({"weights": optimizer}, {"weights": scheduler})
 
     def setup(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, batches: Batches,
@@ -188,27 +226,33 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
           validation: Batches | None = None, context: StepContext | None = None,
           resume_from: Mapping[str, Any] | None = None,
           save_checkpoint: Callable[[dict[str, Any]], None] | None = None,
+          keep_checkpoint: Callable[[dict[str, Any]], None] | None = None,
           log_scalar: Callable[[str, float, int], None] | None = None,
           description: str = "train") -> None:
-    """Train `model` with `method` for `config.epochs`, continuing from `resume_from`.
+    """Train `model` with `method` for the config's budget, continuing from `resume_from`.
 
-    `save_checkpoint` receives, every `config.checkpoint_every_steps` steps and at the end of
-    every epoch, everything needed to resume: model, every optimiser and schedule, method state,
-    the context's position, torch's RNG state and the position (epoch, steps done in it). An
-    epoch's batches are a function of (seed, epoch), so a resumed run replays the steps already
-    done of its epoch without training on them (which also replays their augmentation draws)
-    and ends bit-identical on CPU to a run that was never interrupted. `validation` feeds
-    `context.validation_batches()`; `context` defaults to one process.
+    `save_checkpoint` receives, every `config.checkpoint_every_steps` steps, at the end of
+    every epoch and at the end of the run, everything needed to resume: model, every optimiser
+    and schedule, method state, the context's position, torch's RNG state, the position (epoch,
+    steps done in it), the run's total steps and training time so far, and whether it is
+    finished. `keep_checkpoint` receives the same at the steps `config.keep_checkpoints` names.
+    An epoch's batches are a function of (seed, epoch), so a resumed run replays the steps
+    already done of its epoch without training on them (which also replays their augmentation
+    draws) and ends bit-identical on CPU to a run that was never interrupted. `validation`
+    feeds `context.validation_batches()`; `context` defaults to one process.
     """
     steps_per_epoch = len(batches)
     if steps_per_epoch == 0:
         raise ConfigError("the training set is smaller than one batch; lower --batch-size")
     context = context if context is not None else StepContext(validation)
-    optimisation = method.configure_optimizers(model, config, steps_per_epoch)
-    start_epoch, start_step = 0, 0
     if resume_from is not None and "torch_rng" not in resume_from:
         model.load_state_dict(resume_from["model"])  # an untrained run's weights, saved alone
         resume_from = None
+    resumed = resume_from or {}
+    budget = StepBudget(steps_per_epoch, config.epochs, config.steps, config.time_budget_s,
+                        resumed.get("total_steps"))
+    optimisation = method.configure_optimizers(model, config, budget)
+    start_epoch, start_step, elapsed_s = 0, 0, float(resumed.get("elapsed_s", 0.0))
     if resume_from is not None:
         model.load_state_dict(resume_from["model"])
         optimisation.load_state_dict(resume_from)
@@ -229,33 +273,42 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
     step_kwargs = ({"context": context}
                    if "context" in inspect.signature(method.train_step).parameters else {})
     last_saved = f"epoch {start_epoch} step {start_step}"
+    steps_done = start_epoch * steps_per_epoch + start_step
+    timed_steps, timed_s = 0, 0.0  # this process's steps, for a time budget's rate
+
+    def state(epoch: int, step: int) -> dict[str, Any]:
+        return {"epoch": epoch, "step": step, "model": model.state_dict(),
+                **optimisation.state_dict(), "method": method.state_dict(),
+                "context": context.state_dict(), "torch_rng": torch.get_rng_state(),
+                "total_steps": budget.total if budget.is_resolved else None,
+                "steps_done": steps_done, "elapsed_s": elapsed_s,
+                "finished": budget.is_resolved and steps_done >= budget.total}
 
     def checkpoint(epoch: int, step: int) -> None:
         nonlocal last_saved
         if save_checkpoint is not None and context.is_main:
-            save_checkpoint({"epoch": epoch, "step": step, "model": model.state_dict(),
-                             **optimisation.state_dict(), "method": method.state_dict(),
-                             "context": context.state_dict(), "torch_rng": torch.get_rng_state()})
+            save_checkpoint(state(epoch, step))
             last_saved = f"epoch {epoch} step {step}"
 
-    bar = tqdm(total=config.epochs * steps_per_epoch,
-               initial=start_epoch * steps_per_epoch + start_step,
-               desc=description, unit="step", dynamic_ncols=True,
-               disable=None if context.is_main else True)
+    progress = Progress(budget.total, initial=min(steps_done, budget.total), desc=description,
+                        unit="step", enabled=context.is_main)
+    epoch = start_epoch
+    tick = time.perf_counter()  # training time runs from here: data, hooks and steps alike
     try:
-        for epoch in range(start_epoch, config.epochs):
-            method.on_epoch_start(epoch, config.epochs)
+        while epoch < budget.epochs and steps_done < budget.total:
+            method.on_epoch_start(epoch, budget.epochs)
             epoch_batches = batches.epoch(epoch, method.data_distribution())
             for step, (images, labels, ids) in enumerate(epoch_batches):
                 if epoch == start_epoch and step < start_step:
                     continue  # done before the resume; its batch was drawn to replay the RNG
-                global_step = epoch * steps_per_epoch + step
-                context.begin_step(epoch, step, global_step)
+                if steps_done >= budget.total:
+                    break  # the budget ends inside this epoch
+                context.begin_step(epoch, step, steps_done)
                 optimisation.zero_grad()
                 loss = method.train_step(model, images, labels, ids, **step_kwargs)
                 if not math.isfinite(loss):
                     raise TrainingError(f"loss became {loss} at epoch {epoch} step {step} "
-                                        f"(global step {global_step}); the last checkpoint is "
+                                        f"(global step {steps_done}); the last checkpoint is "
                                         f"{last_saved}; lower the learning rate")
                 if context.backward_calls != passes:
                     raise RuntimeError(f"{type(method).__name__} called context.backward "
@@ -264,17 +317,30 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
                                        f"goes through context.backward")
                 method.clip_gradients(parameters, config.grad_clip_norm)
                 optimisation.step()
+                steps_done += 1
+                now = time.perf_counter()
+                took, tick = now - tick, now
+                elapsed_s, timed_steps, timed_s = elapsed_s + took, timed_steps + 1, timed_s + took
+                if budget.resolve(steps_done, elapsed_s, timed_steps, timed_s):
+                    progress.set_total(budget.total)
                 if log_scalar is not None and context.is_main:
-                    log_scalar("train/loss", loss, global_step)
-                    log_scalar("train/lr", optimisation.learning_rate(), global_step)
-                bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{loss:.3f}", refresh=False)
+                    log_scalar("train/loss", loss, steps_done - 1)
+                    log_scalar("train/lr", optimisation.learning_rate(), steps_done - 1)
+                progress.update(1, epoch=epoch + 1, loss=f"{loss:.3f}")
+                if keep_checkpoint is not None and context.is_main and budget.is_resolved \
+                        and steps_done in kept_steps(config.keep_checkpoints, budget.total):
+                    keep_checkpoint(state(epoch, step + 1))
                 every = config.checkpoint_every_steps
                 if every and (step + 1) % every == 0 and step + 1 < steps_per_epoch:
                     checkpoint(epoch, step + 1)
-            method.on_epoch_end(epoch)
-            checkpoint(epoch + 1, 0)
-        if config.epochs == 0:
+            else:
+                method.on_epoch_end(epoch)
+                epoch += 1
+                checkpoint(epoch, 0)
+                continue
+            checkpoint(epoch, steps_done - epoch * steps_per_epoch)  # ended inside the epoch
+            break
+        if steps_done == 0 and start_epoch == 0 and start_step == 0:
             checkpoint(0, 0)  # an untrained run's checkpoint: its initial weights, resumable
     finally:
-        bar.close()
+        progress.close()

@@ -25,6 +25,10 @@ class DataConfig:
     val_fraction: float = 0.2      # share of the training set held out to score architectures
     split_seed: int = 0            # fixed, so every run searches on the same validation images
     train_subset: int | None = None  # use only this many training images (drawn with split_seed)
+    # Score architectures on this many training images outside `train_subset` (the subset then
+    # trains whole) instead of holding out val_fraction of the subset: a larger, independent
+    # validation set for ranking, as the ranking protocol uses (10,000 images).
+    val_images: int | None = None
     batch_size: int = 64           # DARTS / GM-NAS search batch size
     eval_batch_size: int = 256
 
@@ -33,6 +37,9 @@ class DataConfig:
             raise ConfigError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
         if self.train_subset is not None and self.train_subset < 2:
             raise ConfigError(f"train_subset must be >= 2 images, got {self.train_subset}")
+        if self.val_images is not None and (self.val_images < 1 or self.train_subset is None):
+            raise ConfigError(f"val_images takes images outside --train-subset, so it needs "
+                              f"--train-subset and a count >= 1; got {self.val_images}")
         if self.batch_size < 2 or self.eval_batch_size < 1:
             raise ConfigError(f"batch_size must be >= 2 (BatchNorm needs 2 samples), got "
                               f"{self.batch_size}")
@@ -41,14 +48,21 @@ class DataConfig:
 def split_train(data: ImageData, config: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of (supernet-train, search-validation) within `data.x_train`.
 
-    With `train_subset`, both come from a seeded subset of that many training images.
+    With `train_subset`, both come from a seeded subset of that many training images; with
+    `val_images` too, the subset trains whole and the validation images are the next ones of
+    the same seeded order, outside the subset.
     """
     generator = torch.Generator().manual_seed(config.split_seed)
     order = torch.randperm(len(data.x_train), generator=generator)
     if config.train_subset is not None:
-        if config.train_subset > len(order):
-            raise DataError(f"--train-subset {config.train_subset} exceeds the {len(order)} "
-                            f"training images of {data.name}")
+        needed = config.train_subset + (config.val_images or 0)
+        if needed > len(order):
+            raise DataError(f"--train-subset {config.train_subset}"
+                            + (f" plus --val-images {config.val_images}" if config.val_images
+                               else "")
+                            + f" exceeds the {len(order)} training images of {data.name}")
+        if config.val_images is not None:
+            return order[:config.train_subset], order[config.train_subset:needed]
         order = order[:config.train_subset]
     n_val = max(1, int(round(len(order) * config.val_fraction)))
     return order[n_val:], order[:n_val]

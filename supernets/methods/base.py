@@ -3,10 +3,10 @@
 The loop (`supernets/loop.py`) runs every method the same way, and a method talks to it only
 through these calls:
 
-- `configure_optimizers(model, config, steps_per_epoch) -> Optimisation`: the method builds its
+- `configure_optimizers(model, config, budget) -> Optimisation`: the method builds its
   optimisers and schedules by name: "weights" (default: SGD over the supernet, the config's
-  schedule) and, for a method with architecture parameters, its own (no weight decay, its own
-  lr). The loop zeroes, steps and checkpoints all of them; the method keeps references it needs
+  schedule over `budget.total` steps) and, for a method with architecture parameters, its own
+  (no weight decay, its own lr). The loop zeroes, steps and checkpoints all of them; the method keeps references it needs
   (Few-Shot and GM-NAS copy momentum into the weights optimiser's state when they split).
 - `train_step(supernet, images, labels, sample_ids, context) -> float`: forward passes and
   exactly `backward_passes()` calls of `context.backward(loss)` (never `loss.backward()`);

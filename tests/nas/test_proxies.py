@@ -176,3 +176,20 @@ def test_proxies_are_rows_of_the_ranking_report(tmp_path):
                                 "0,1", "--baseline", "proxy-params", "--resamples", "50"]) == 0
     methods = pd.read_csv(out / "methods.csv").set_index("method")
     assert set(methods.index) == {"proxy-params", "proxy-flops"}
+
+
+def test_the_proxy_table_collects_every_proxy_run(tmp_path, capsys):
+    from nas.benchmarks import proxy_table
+
+    truth, archs, _ = _ground_truth(tmp_path)
+    runs = tmp_path / "runs"
+    assert main(["correlate", "--proxy", "params,synflow", *TINY, "--ground-truth", str(truth),
+                 "--out", str(runs)]) == 0
+    capsys.readouterr()
+    assert proxy_table.main(["--runs", str(runs), "--ground-truth", str(truth), "--out",
+                             str(tmp_path / "proxies.csv")]) == 0
+    table = pd.read_csv(tmp_path / "proxies.csv")
+    assert sorted(table.columns) == ["arch", "ground_truth", "params-seed0", "synflow-seed0"]
+    assert sorted(table["arch"]) == sorted(archs)
+    printed = capsys.readouterr().out
+    assert "| synflow |" in printed and "| params |" in printed

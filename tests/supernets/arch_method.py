@@ -44,8 +44,8 @@ class ArchLogits(TrainingMethod):
     def build_sampler(self) -> Sampler:
         return UniformSampler(self.space, self.seed)
 
-    def configure_optimizers(self, model, config: TrainConfig, steps_per_epoch: int) -> Optimisation:
-        optimisation = super().configure_optimizers(model, config, steps_per_epoch)
+    def configure_optimizers(self, model, config: TrainConfig, budget) -> Optimisation:
+        optimisation = super().configure_optimizers(model, config, budget)
         optimisation.optimizers["architecture"] = torch.optim.Adam(
             [self.logits], lr=self.config.arch_lr, betas=(0.5, 0.999),
             weight_decay=self.config.arch_weight_decay)

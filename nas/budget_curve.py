@@ -1,0 +1,138 @@
+"""Ranking versus training budget: how a supernet's ranking improves as it trains.
+
+Scores the ground truth's architectures with each snapshot a run kept (`--keep-checkpoints`) and
+with its final weights, and writes, per run and snapshot, Kendall tau (with its bootstrap
+interval) against training steps and against training wall seconds: `budget.csv`, and
+`budget.png` with one curve per method (the mean over its runs, each seed drawn faintly), the
+ground truth's noise ceiling and the training-free proxies as reference lines. This is the
+figure a user reads to decide how long to train.
+"""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from nas.correlate import (DEFAULT_SAMPLE, choose_archs, correlation_folder, rankable_scores,
+                           read_ground_truth)
+from nas.config import TrainConfig
+from nas.errors import ConfigError
+from nas.ranking import ranking_figures, seed_to_seed_tau
+from nas.ranking.plots import plt, write_png
+from nas.results import RunDir, atomic_write_csv, load_checkpoint
+from nas.supernet_run import SUPERNET_FILE, SUPERNET_FORMAT, kept_checkpoints, load_supernet
+from supernets.progress import Progress
+
+BUDGET_COLUMNS = ["method", "run", "steps", "elapsed_s", "kendall_tau", "kendall_tau_low",
+                  "kendall_tau_high", "spearman_rho", "precision_top10", "top1_regret"]
+
+
+def method_label(run_dir: Path) -> str:
+    """A run's method as the protocols name its directories (`<method>-seed<k>`), else its
+    recorded method."""
+    match = re.fullmatch(r"(.+)-seed\d+", run_dir.name)
+    if match:
+        return match.group(1)
+    return RunDir(run_dir).settings().get("method", {}).get("name", run_dir.name)
+
+
+def budget_rows(run_dir: str | Path, archs: Sequence[str], targets: np.ndarray, seed: int,
+                device: str) -> list[dict]:
+    """Figures of every kept snapshot of a run and of its final weights."""
+    trained = load_supernet(run_dir, device)
+    snapshots = [*kept_checkpoints(run_dir), _supernet_path(Path(run_dir))]
+    space, rows = trained.problem.space, []
+    parsed = [space.parse(a) for a in archs]
+    with Progress(len(snapshots) * len(parsed), desc=f"budget {Path(run_dir).name}",
+                  unit="arch") as bar:
+        for path in snapshots:
+            state = load_checkpoint(path, SUPERNET_FORMAT)
+            trained.supernet.load_state_dict(state["model"])
+            scores = []
+            for arch in parsed:
+                scores.append(trained.score(arch))
+                bar.update(1)
+            figures = ranking_figures(rankable_scores(np.array(scores), archs), targets, seed=seed)
+            rows.append({"method": method_label(Path(run_dir)), "run": str(run_dir),
+                         "steps": int(state.get("steps_done", 0)),
+                         "elapsed_s": float(state.get("elapsed_s", np.nan)),
+                         "kendall_tau": figures["kendall_tau"]["value"],
+                         "kendall_tau_low": figures["kendall_tau"]["low"],
+                         "kendall_tau_high": figures["kendall_tau"]["high"],
+                         "spearman_rho": figures["spearman_rho"]["value"],
+                         "precision_top10": figures["precision_top10"]["value"],
+                         "top1_regret": figures["top1_regret"]["value"]})
+    return [r for i, r in enumerate(rows) if r["steps"] not in {x["steps"] for x in rows[:i]}]
+
+
+def _supernet_path(run_dir: Path) -> Path:
+    settings = RunDir(run_dir).settings()
+    if "supernet_run" in settings:
+        return _supernet_path(Path(settings["supernet_run"]))
+    return run_dir / SUPERNET_FILE
+
+
+def proxy_references(folder: str | Path | None, correlation_dir: str) -> dict[str, float]:
+    """Mean Kendall tau of each proxy run (`proxy-<name>-seed<k>`) under `folder`."""
+    if folder is None:
+        return {}
+    taus: dict[str, list[float]] = {}
+    for path in sorted(Path(folder).glob(f"proxy-*-seed*/{correlation_dir}/correlation.json")):
+        name = re.fullmatch(r"proxy-(.+)-seed\d+", path.parents[1].name).group(1)
+        taus.setdefault(name, []).append(json.loads(path.read_text())["figures"]["kendall_tau"]["value"])
+    if not taus:
+        raise ConfigError(f"no proxy results for this ground truth under {folder}; run nas "
+                          f"correlate --proxy ... --out {folder} with the same ground truth first")
+    return {name: float(np.mean(values)) for name, values in taus.items()}
+
+
+def correlate_budget(run_dirs: Sequence[str | Path], ground_truth: str | Path, out: str | Path,
+                     column: str | None = None, archs_file: str | None = None,
+                     sample: int = DEFAULT_SAMPLE, seed: int = 0, references: str | None = None,
+                     device: str = TrainConfig.device) -> pd.DataFrame:
+    """budget.csv and budget.png in `out` for `run_dirs` (see module doc)."""
+    space = load_supernet(run_dirs[0], device).problem.space
+    truth = read_ground_truth(ground_truth, space, column)
+    archs = choose_archs(truth, space, archs_file, sample, seed)
+    targets = truth.accuracy.loc[archs].to_numpy(dtype=float)
+    proxies = proxy_references(references, correlation_folder(truth))
+    rows = [row for run in run_dirs for row in budget_rows(run, archs, targets, seed, device)]
+    table = pd.DataFrame(rows, columns=BUDGET_COLUMNS)
+    atomic_write_csv(Path(out) / "budget.csv", table)
+    ceiling = None
+    if truth.by_seed is not None and truth.by_seed.shape[1] >= 2:
+        ceiling = seed_to_seed_tau(truth.by_seed.loc[archs].dropna().to_numpy().T)
+    budget_plot(table, Path(out) / "budget.png", ceiling, proxies,
+                f"{space.name}: {len(archs)} architectures vs {truth.column}")
+    return table
+
+
+def budget_plot(table: pd.DataFrame, path: Path, ceiling: float | None,
+                proxies: dict[str, float], title: str) -> None:
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    for ax, x, label in ((axes[0], "steps", "training steps"),
+                         (axes[1], "elapsed_s", "training wall time (s)")):
+        for i, (method, rows) in enumerate(table.groupby("method", sort=False)):
+            color = f"C{i}"
+            for _, run in rows.groupby("run"):
+                ax.plot(run[x], run["kendall_tau"], color=color, alpha=0.25, lw=1)
+            mean = rows.groupby("steps").agg(x=(x, "mean"), tau=("kendall_tau", "mean"))
+            ax.plot(mean["x"], mean["tau"], color=color, lw=2, marker="o", ms=3, label=method)
+        if ceiling is not None:
+            ax.axhline(ceiling, color="black", ls="--", lw=1,
+                       label=f"noise ceiling {ceiling:.2f}")
+        for j, (name, tau) in enumerate(sorted(proxies.items(), key=lambda kv: -kv[1])):
+            ax.axhline(tau, color="grey", ls=":", lw=1)
+            ax.annotate(f"{name} {tau:.2f}", (1.0, tau), xycoords=("axes fraction", "data"),
+                        fontsize=7, ha="right", va="bottom", color="dimgrey")
+        ax.set_xlabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("Kendall tau vs ground truth")
+    axes[0].legend(fontsize=7, loc="lower right")
+    figure.suptitle(title, fontsize=10)
+    write_png(figure, path)
+    plt.close(figure)
