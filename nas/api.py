@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -21,9 +21,9 @@ from nas.results import RunDir, atomic_write_json
 from nas.ranking.proxies import PROXIES, ProxyScorer
 from nas.searchers import SEARCHERS
 from nas.search_run import BEST_FILE, TRIALS_FILE, run_search
-from nas.standalone import StandaloneStep, train_model
-from nas.supernet_run import (SearchProblem, build_method, build_problem, load_supernet,
-                              supernet_settings, train_supernet_in)
+from nas.standalone import StandaloneStep, check_standalone_training, train_model
+from nas.supernet_run import (SearchProblem, build_method, build_problem, check_budget,
+                              load_supernet, supernet_settings, train_supernet_in)
 from search_spaces import Architecture
 
 __all__ = ["DataConfig", "SearchConfig", "SpaceConfig", "TrainConfig", "export", "search",
@@ -65,6 +65,7 @@ def supernet(space: SpaceConfig = SpaceConfig(), data: DataConfig = DataConfig()
                 **supernet_settings(space, data, train_config, method, method_options or {})}
     problem = build_problem(space, data, train_config.seed, train_config.device)
     build_method(settings, problem.space)  # options that do not fit the space fail before any file
+    check_budget(train_config, problem)
     run = RunDir(out or RunDir.default_path(f"supernet-{space.name}"))
     run.open(settings, fill_defaults=with_added_defaults)
     train_supernet_in(run, settings, problem)
@@ -81,6 +82,11 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
     scores each architecture."""
     SEARCHERS.get(search_config.searcher)  # an unknown name fails before any training
     if search_config.proxy is not None:
+        trains = replace(train_config, seed=SUPERNET_TRAINING.seed,
+                         device=SUPERNET_TRAINING.device) != SUPERNET_TRAINING
+        if trains or method != DEFAULT_METHOD or method_options:
+            raise ConfigError(f"--scorer {search_config.scorer} trains nothing; drop the training "
+                              f"and method options, or use --scorer supernet")
         return _search_with_proxy(space or SpaceConfig(), data, train_config, search_config,
                                   supernet_run, out)
     if supernet_run is not None:
@@ -98,6 +104,7 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
                     **supernet_settings(space, data, train_config, method, method_options or {})}
         problem = build_problem(space, data, train_config.seed, train_config.device)
         build_method(settings, problem.space)  # options that do not fit the space fail first
+        check_budget(train_config, problem)
         run = RunDir(out or RunDir.default_path(space.name))
         run.open(settings, fill_defaults=with_added_defaults)
         trained = train_supernet_in(run, settings, problem)
@@ -193,6 +200,7 @@ def train(space: SpaceConfig, arch: str, data: DataConfig = DataConfig(),
     """Train one architecture from scratch; report and save its test accuracy and model."""
     problem = build_problem(space, data, train_config.seed, train_config.device)
     arch_obj = problem.space.parse(arch)
+    check_standalone_training(train_config, problem)
     settings = {"kind": "train", "space": asdict(space), "data": asdict(data),
                 "train": asdict(train_config), "arch": str(arch_obj)}
     run = RunDir(out or RunDir.default_path(f"train-{space.name}"))

@@ -44,6 +44,7 @@ def budget_rows(run_dir: str | Path, archs: Sequence[str], targets: np.ndarray, 
                 device: str) -> list[dict]:
     """Figures of every kept snapshot of a run and of its final weights."""
     trained = load_supernet(run_dir, device)
+    steps_per_epoch = len(trained.problem.splits.train)
     snapshots = [*kept_checkpoints(run_dir), _supernet_path(Path(run_dir))]
     space, rows = trained.problem.space, []
     parsed = [space.parse(a) for a in archs]
@@ -58,7 +59,9 @@ def budget_rows(run_dir: str | Path, archs: Sequence[str], targets: np.ndarray, 
                 bar.update(1)
             figures = ranking_figures(rankable_scores(np.array(scores), archs), targets, seed=seed)
             rows.append({"method": method_label(Path(run_dir)), "run": str(run_dir),
-                         "steps": int(state.get("steps_done", 0)),
+                         # checkpoints older than the steps count: their position
+                         "steps": int(state.get("steps_done", int(state["epoch"]) * steps_per_epoch
+                                                + int(state.get("step", 0)))),
                          "elapsed_s": float(state.get("elapsed_s", np.nan)),
                          "kendall_tau": figures["kendall_tau"]["value"],
                          "kendall_tau_low": figures["kendall_tau"]["low"],

@@ -252,8 +252,9 @@ def _run_correlate(args: argparse.Namespace) -> None:
     if not args.run_dirs:
         raise NasError("give one or more RUN_DIRs to score with their supernets, or --proxy "
                        "NAME[,NAME] with --space to score with training-free proxies")
-    if args.space is not None:
-        raise NasError("--space is for --proxy; a run directory knows its own space")
+    if args.space is not None or args.data is not None or args.train_subset is not None:
+        raise NasError("--space, --data and --train-subset are for --proxy; a run directory "
+                       "knows its own space and data")
     if args.budget:
         _run_correlate_budget(args)
         return

@@ -126,20 +126,21 @@ def correlate_proxies(problem: SearchProblem, names: Sequence[str], ground_truth
     truth = read_ground_truth(ground_truth, problem.space, column)
     archs = choose_archs(truth, problem.space, archs_file, sample, seed)
     parsed = [problem.space.parse(a) for a in archs]
+    runs = {(name, proxy_seed): Path(out) / f"proxy-{name}-seed{proxy_seed}"
+            for name in names for proxy_seed in proxy_seeds}
+    for run in runs.values():  # every refusal before anything is written
+        _fresh_folder(run / correlation_folder(truth), overwrite)
     reports = []
-    for name in names:
-        for proxy_seed in proxy_seeds:
-            run = Path(out) / f"proxy-{name}-seed{proxy_seed}"
-            folder = _fresh_folder(run / correlation_folder(truth), overwrite)
-            scorer = ProxyScorer(problem, name, proxy_seed)
-            started = time.monotonic()
-            with Progress(len(parsed), desc=f"{name} seed {proxy_seed}", unit="arch") as bar:
-                scores = np.array([_scored(scorer, a, bar) for a in parsed])
-            extra = {"run": str(run), "proxy": name, "proxy_seed": proxy_seed,
-                     "wall_s": time.monotonic() - started}
-            reports.append(_write_correlation(
-                folder, archs, scores, truth, "proxy_score", seed, extra,
-                f"{problem.space.name}: {len(archs)} architectures, {name}"))
+    for (name, proxy_seed), run in runs.items():
+        scorer = ProxyScorer(problem, name, proxy_seed)
+        started = time.monotonic()
+        with Progress(len(parsed), desc=f"{name} seed {proxy_seed}", unit="arch") as bar:
+            scores = np.array([_scored(scorer, a, bar) for a in parsed])
+        extra = {"run": str(run), "proxy": name, "proxy_seed": proxy_seed,
+                 "wall_s": time.monotonic() - started}
+        reports.append(_write_correlation(
+            run / correlation_folder(truth), archs, scores, truth, "proxy_score", seed, extra,
+            f"{problem.space.name}: {len(archs)} architectures, {name}"))
     return reports
 
 

@@ -26,7 +26,7 @@ from nas.config import DataConfig, SpaceConfig, TrainConfig, with_added_defaults
 from nas.data import load_data, make_splits
 from nas.errors import ConfigError
 from nas.results import RunDir, atomic_write_csv, atomic_write_text
-from nas.standalone import train_model
+from nas.standalone import check_standalone_training, train_model
 from nas.supernet_run import SearchProblem, build_problem
 from search_spaces import Architecture, SearchSpace
 from supernets.progress import Progress
@@ -104,6 +104,7 @@ def groundtruth(space: SpaceConfig, data: DataConfig = DataConfig(),
     settings = {"kind": "groundtruth", "space": asdict(space), "data": asdict(data),
                 "train": asdict(train_config), "sample": sample, "seeds": seeds}
     base = build_problem(space, data, train_config.seed, train_config.device)
+    check_standalone_training(train_config, base)
     run = RunDir(out or RunDir.default_path(f"groundtruth-{space.name}"))
     run.open(settings, fill_defaults=with_added_defaults)
     archs = _architecture_list(run, base.space, sample, train_config.seed)

@@ -5,10 +5,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas.errors import ConfigError
 from nas.results import RunDir, atomic_torch_save, load_checkpoint
 from nas.supernet_run import SearchProblem
 from search_spaces import Architecture
 from supernets import ScoringData, StepContext, StepMethod, TrainConfig, train
+from supernets.budget import check_warmup
 
 MODEL_CHECKPOINT_FORMAT = "nas-standalone"
 
@@ -21,6 +23,16 @@ class StandaloneStep(StepMethod):
         loss = F.cross_entropy(model(images), labels)
         (context or StepContext()).backward(loss)
         return float(loss.detach())
+
+
+def check_standalone_training(train_config: TrainConfig, problem: SearchProblem) -> None:
+    """Options a stand-alone training cannot honour fail before its run directory is made."""
+    if train_config.keep_checkpoints:
+        raise ConfigError("--keep-checkpoints keeps snapshots of supernet runs; stand-alone "
+                          "training keeps only its resumable checkpoint, so drop it")
+    steps_per_epoch = len(problem.splits.full_train)
+    check_warmup(train_config.warmup_epochs, steps_per_epoch,
+                 train_config.steps or train_config.epochs * steps_per_epoch)
 
 
 def train_model(run: RunDir, arch: Architecture, problem: SearchProblem,

@@ -17,6 +17,7 @@ from nas.errors import CheckpointError, ConfigError
 from nas.results import RunDir, atomic_torch_save, load_checkpoint
 from search_spaces import Architecture, SearchSpace, Skeleton, Supernet, get_space
 from supernets import METHODS, ScoringData, TrainingMethod, train
+from supernets.budget import check_warmup
 from nas.config import parse_options, with_added_defaults
 
 SUPERNET_FORMAT = "nas-supernet"
@@ -115,6 +116,7 @@ def train_supernet_in(run: RunDir, settings: Mapping[str, Any],
     if path.exists():
         resume_from = load_checkpoint(path, SUPERNET_FORMAT)
         _check_header(resume_from, header, path)
+    _drop_snapshots_after(run, int((resume_from or {}).get("steps_done", 0)))
     log_scalar = run.tensorboard()
     try:
         train(supernet, method, problem.splits.train, train_config,
@@ -126,6 +128,21 @@ def train_supernet_in(run: RunDir, settings: Mapping[str, Any],
     finally:
         log_scalar.close()
     return TrainedSupernet(problem, supernet, method)
+
+
+def check_budget(train_config: TrainConfig, problem: SearchProblem) -> None:
+    """Budget options that cannot work with this data fail before a run directory is made."""
+    steps_per_epoch = len(problem.splits.train)
+    upper = train_config.steps or train_config.epochs * steps_per_epoch
+    check_warmup(train_config.warmup_epochs, steps_per_epoch, upper)
+
+
+def _drop_snapshots_after(run: RunDir, steps_done: int) -> None:
+    """Kept snapshots beyond where training resumes belong to a run that was cut short before
+    its next checkpoint (a time budget re-measures its total then): they are made again."""
+    for snapshot in (run / KEPT_DIR).glob("step-*.pt"):
+        if int(snapshot.stem.removeprefix("step-")) > steps_done:
+            snapshot.unlink()
 
 
 def is_finished(state: Mapping[str, Any], train_config: TrainConfig) -> bool:

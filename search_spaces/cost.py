@@ -41,7 +41,8 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(1, *input_shape))
+            device = next(iter(model.parameters()), torch.empty(0)).device
+            model(torch.zeros(1, *input_shape, device=device))
     finally:
         model.train(was_training)
         for handle in handles:

@@ -20,6 +20,14 @@ RATE_STEPS = 20  # steps timed before a time budget is turned into a number of s
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
+def check_warmup(warmup_epochs: int, steps_per_epoch: int, upper_bound: int) -> None:
+    """Refuse a warm-up that takes the whole budget (the schedule would never decay)."""
+    warmup = warmup_epochs * steps_per_epoch
+    if warmup and warmup >= upper_bound:
+        raise ConfigError(f"--warmup-epochs {warmup_epochs} is {warmup} steps, the whole budget "
+                          f"of {upper_bound} steps or more; warm up for fewer epochs")
+
+
 def parse_duration(text: str) -> float:
     """'90s', '10m', '1h30m' or plain seconds ('600') -> seconds (> 0)."""
     cleaned = text.strip().lower()
@@ -46,7 +54,9 @@ class StepBudget:
         self.time_budget_s = time_budget_s
         # A time budget trains towards the upper bound until its rate is measured.
         self.total = resolved_steps if resolved_steps is not None else self.upper_bound
-        self.is_resolved = time_budget_s is None or resolved_steps is not None
+        # Nothing to measure when the upper bound allows no step at all.
+        self.is_resolved = (time_budget_s is None or resolved_steps is not None
+                            or self.upper_bound == 0)
         self.rate_steps = min(RATE_STEPS, steps_per_epoch)
 
     @property

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from nas.errors import CheckpointError, ConfigError, TrainingError
-from supernets.budget import StepBudget
+from supernets.budget import StepBudget, check_warmup
 from supernets.evaluation import ScoringData, accuracy
 from supernets.progress import Progress
 from supernets.step_context import Batches, StepContext
@@ -251,6 +251,7 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
     resumed = resume_from or {}
     budget = StepBudget(steps_per_epoch, config.epochs, config.steps, config.time_budget_s,
                         resumed.get("total_steps"))
+    check_warmup(config.warmup_epochs, steps_per_epoch, budget.upper_bound)
     optimisation = method.configure_optimizers(model, config, budget)
     start_epoch, start_step, elapsed_s = 0, 0, float(resumed.get("elapsed_s", 0.0))
     if resume_from is not None:
@@ -316,6 +317,7 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
                                        f"backward_passes() = {passes}; every backward pass "
                                        f"goes through context.backward")
                 method.clip_gradients(parameters, config.grad_clip_norm)
+                learning_rate = optimisation.learning_rate()  # the rate this step trains with
                 optimisation.step()
                 steps_done += 1
                 now = time.perf_counter()
@@ -323,9 +325,12 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
                 elapsed_s, timed_steps, timed_s = elapsed_s + took, timed_steps + 1, timed_s + took
                 if budget.resolve(steps_done, elapsed_s, timed_steps, timed_s):
                     progress.set_total(budget.total)
+                    # The epoch count is known now: hooks scheduled by it (splits, PA&DA's
+                    # smoothing) see it from this epoch on; they are idempotent.
+                    method.on_epoch_start(epoch, budget.epochs)
                 if log_scalar is not None and context.is_main:
                     log_scalar("train/loss", loss, steps_done - 1)
-                    log_scalar("train/lr", optimisation.learning_rate(), steps_done - 1)
+                    log_scalar("train/lr", learning_rate, steps_done - 1)
                 progress.update(1, epoch=epoch + 1, loss=f"{loss:.3f}")
                 if keep_checkpoint is not None and context.is_main and budget.is_resolved \
                         and steps_done in kept_steps(config.keep_checkpoints, budget.total):

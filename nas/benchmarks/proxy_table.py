@@ -45,6 +45,8 @@ def load(runs: Path, correlation_dir: str) -> tuple[pd.DataFrame, list[dict]]:
         rows.append({"proxy": name, "run": run, "architectures": report["architectures"],
                      **{f"{k}{s}": figures[k][v] for k in ("kendall_tau", "spearman_rho")
                         for s, v in (("", "value"), ("_low", "low"), ("_high", "high"))},
+                     "precision_top10": figures["precision_top10"]["value"],
+                     "top1_regret": figures["top1_regret"]["value"],
                      "s_per_arch": report["wall_s"] / report["architectures"]})
     if scores is None:
         raise SystemExit(f"no proxy runs for {correlation_dir} under {runs}")
@@ -52,14 +54,16 @@ def load(runs: Path, correlation_dir: str) -> tuple[pd.DataFrame, list[dict]]:
 
 
 def markdown(rows: list[dict]) -> str:
-    lines = ["| proxy | Kendall tau [95%] | Spearman rho [95%] | s / arch | literature tau | "
-             "literature rho |", "|---|---|---|---|---|---|"]
+    lines = ["| proxy | Kendall tau [95%] | Spearman rho [95%] | top-10% precision | top-1 regret "
+             "(points) | s / arch | literature tau | literature rho |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: -r["kendall_tau"]):
         tau, rho = LITERATURE.get(r["proxy"], ("-", "-"))
         lines.append(f"| {r['proxy']} | {r['kendall_tau']:.3f} [{r['kendall_tau_low']:.3f}, "
                      f"{r['kendall_tau_high']:.3f}] | {r['spearman_rho']:.3f} "
                      f"[{r['spearman_rho_low']:.3f}, {r['spearman_rho_high']:.3f}] | "
-                     f"{r['s_per_arch']:.3f} | {tau} | {rho} |")
+                     f"{r['precision_top10']:.2f} | {r['top1_regret']:.2f} | "
+                     f"{r['s_per_arch']:.2f} | {tau} | {rho} |")
     return "\n".join(lines)
 
 

@@ -176,7 +176,10 @@ def make_splits(data: ImageData, config: DataConfig, seed: int, device: str = "c
     mean, std = channel_stats(data.x_train[train_idx])
     common = dict(mean=mean, std=std, device=device)
     flip = data.is_flip_invariant
-    all_train = torch.cat([train_idx, val_idx]).sort().values  # every non-test image in use
+    # Stand-alone training uses every non-test image in use; held-out validation images from
+    # outside the subset (`val_images`) are only for scoring, so they stay out.
+    all_train = (train_idx if config.val_images is not None
+                 else torch.cat([train_idx, val_idx])).sort().values
     return DataSplits(
         data=data,
         train=BatchSource(data.x_train, data.y_train, train_idx, batch_size=config.batch_size,

@@ -177,7 +177,10 @@ class ProxyScorer:
         self.images, self.labels, _ = source.one_batch(max(1, self.proxy.batch_size), seed)
 
     def __call__(self, arch) -> float:
-        with torch.random.fork_rng(devices=[]):  # the caller's RNG stream is left as it was
+        # manual_seed reseeds every device; forking them all leaves the caller's streams as
+        # they were.
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+        with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed)
             model = self.space.build_model(arch).to(self.device)
         return self.proxy.score(model, self.images, self.labels)

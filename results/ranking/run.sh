@@ -16,14 +16,7 @@ COMMON=(--space nb201 --width 8 --cells 1 --data "$DATA" --train-subset 10000 --
 
 # Supernets: every method at the same number of optimiser steps (same data, batch and epochs),
 # 3 seeds each. PA&DA twice: the paper's version (default) and the official code's.
-declare -A OPTIONS=(
-  [spos]=""
-  [pada]=""
-  [pada-code]="--method-opt path_scores=code --method-opt importance_weighting=false"
-  [fewshot]=""
-  [gmnas]=""
-  [alphanet]=""
-)
+source "$(dirname "$0")/method_options.sh"
 for seed in 0 1 2; do
   for name in spos pada pada-code fewshot gmnas alphanet; do
     method=${name%-code}

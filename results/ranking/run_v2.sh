@@ -18,22 +18,19 @@ SEEDS=${SEEDS:-0 1 2}
 SKELETON=(--space nb201 --width 8 --cells 1 --data "$DATA" --train-subset 10000 --device cpu)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
-# Ground truth: 64 architectures x 2 seeds, 12 epochs stand-alone (resumes; ~2 CPU-hours whole).
-nas groundtruth "${SKELETON[@]}" --checkpoint-every 0 --epochs 12 --sample 64 --seeds 2 --out "$GT"
+# Ground truth: 64 architectures x 2 seeds, 12 epochs stand-alone (~2 CPU-hours whole). It is
+# committed complete; the command below only runs (and resumes it) when rows are missing. Its
+# config.json records the data file's absolute path, so resume it from a checkout that sees
+# ../shared where the first one did (/work/shared), or regenerate it with another --out.
+[[ -f $GT/groundtruth.csv && $(wc -l < "$GT/groundtruth.csv") -gt 128 ]] ||
+  nas groundtruth "${SKELETON[@]}" --checkpoint-every 0 --epochs 12 --sample 64 --seeds 2 --out "$GT"
 
 # Training-free proxies on the same architectures, 3 initialisation seeds.
 nas correlate --proxy params,flops,synflow,naswot,grad_norm,snip "${SKELETON[@]}" \
   --ground-truth "$GT/groundtruth.csv" --archs "$GT/archs.txt" --proxy-seeds 0,1,2 \
   --out "$RUNS" --overwrite
 
-declare -A OPTIONS=(
-  [spos]=""
-  [pada]=""
-  [pada-code]="--method-opt path_scores=code --method-opt importance_weighting=false"
-  [fewshot]=""
-  [gmnas]=""
-  [alphanet]=""
-)
+source "$(dirname "$0")/method_options.sh"
 for seed in $SEEDS; do
   for name in $METHODS; do
     method=${name%-code}

@@ -6,8 +6,9 @@ through these calls:
 - `configure_optimizers(model, config, budget) -> Optimisation`: the method builds its
   optimisers and schedules by name: "weights" (default: SGD over the supernet, the config's
   schedule over `budget.total` steps) and, for a method with architecture parameters, its own
-  (no weight decay, its own lr). The loop zeroes, steps and checkpoints all of them; the method keeps references it needs
-  (Few-Shot and GM-NAS copy momentum into the weights optimiser's state when they split).
+  (no weight decay, its own lr). The loop zeroes, steps and checkpoints all of them; the
+  method keeps the references it needs (Few-Shot and GM-NAS copy momentum into the weights
+  optimiser's state when they split).
 - `train_step(supernet, images, labels, sample_ids, context) -> float`: forward passes and
   exactly `backward_passes()` calls of `context.backward(loss)` (never `loss.backward()`);
   returns the loss to log. `context.validation_batches()` gives validation data (bi-level
