@@ -45,13 +45,17 @@ def budget_rows(run_dir: str | Path, archs: Sequence[str], targets: np.ndarray, 
     """Figures of every kept snapshot of a run and of its final weights."""
     trained = load_supernet(run_dir, device)
     steps_per_epoch = len(trained.problem.splits.train)
-    snapshots = [*kept_checkpoints(run_dir), _supernet_path(Path(run_dir))]
+    states = [load_checkpoint(p, SUPERNET_FORMAT)
+              for p in [*kept_checkpoints(run_dir), _supernet_path(Path(run_dir))]]
+    # The final weights are often the last kept snapshot too: score each step once.
+    steps = [int(s.get("steps_done", int(s["epoch"]) * steps_per_epoch + int(s.get("step", 0))))
+             for s in states]
+    snapshots = [(n, s) for i, (n, s) in enumerate(zip(steps, states)) if n not in steps[:i]]
     space, rows = trained.problem.space, []
     parsed = [space.parse(a) for a in archs]
     with Progress(len(snapshots) * len(parsed), desc=f"budget {Path(run_dir).name}",
                   unit="arch") as bar:
-        for path in snapshots:
-            state = load_checkpoint(path, SUPERNET_FORMAT)
+        for steps_done, state in snapshots:
             trained.supernet.load_state_dict(state["model"])
             scores = []
             for arch in parsed:
@@ -59,9 +63,7 @@ def budget_rows(run_dir: str | Path, archs: Sequence[str], targets: np.ndarray, 
                 bar.update(1)
             figures = ranking_figures(rankable_scores(np.array(scores), archs), targets, seed=seed)
             rows.append({"method": method_label(Path(run_dir)), "run": str(run_dir),
-                         # checkpoints older than the steps count: their position
-                         "steps": int(state.get("steps_done", int(state["epoch"]) * steps_per_epoch
-                                                + int(state.get("step", 0)))),
+                         "steps": steps_done,
                          "elapsed_s": float(state.get("elapsed_s", np.nan)),
                          "kendall_tau": figures["kendall_tau"]["value"],
                          "kendall_tau_low": figures["kendall_tau"]["low"],
@@ -69,7 +71,7 @@ def budget_rows(run_dir: str | Path, archs: Sequence[str], targets: np.ndarray, 
                          "spearman_rho": figures["spearman_rho"]["value"],
                          "precision_top10": figures["precision_top10"]["value"],
                          "top1_regret": figures["top1_regret"]["value"]})
-    return [r for i, r in enumerate(rows) if r["steps"] not in {x["steps"] for x in rows[:i]}]
+    return rows
 
 
 def _supernet_path(run_dir: Path) -> Path:
