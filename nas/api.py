@@ -22,8 +22,9 @@ from nas.ranking.proxies import PROXIES, ProxyScorer
 from nas.searchers import SEARCHERS
 from nas.search_run import BEST_FILE, TRIALS_FILE, run_search
 from nas.standalone import StandaloneStep, check_standalone_training, train_model
-from nas.supernet_run import (SearchProblem, build_method, build_problem, check_budget,
-                              load_supernet, supernet_settings, train_supernet_in)
+from nas.supernet_run import (SearchProblem, build_method, build_problem, load_supernet,
+                              supernet_settings, train_supernet_in)
+from supernets.budget import check_warmup
 from search_spaces import Architecture
 
 __all__ = ["DataConfig", "SearchConfig", "SpaceConfig", "TrainConfig", "export", "search",
@@ -65,7 +66,7 @@ def supernet(space: SpaceConfig = SpaceConfig(), data: DataConfig = DataConfig()
                 **supernet_settings(space, data, train_config, method, method_options or {})}
     problem = build_problem(space, data, train_config.seed, train_config.device)
     build_method(settings, problem.space)  # options that do not fit the space fail before any file
-    check_budget(train_config, problem)
+    check_warmup(train_config, len(problem.splits.train))
     run = RunDir(out or RunDir.default_path(f"supernet-{space.name}"))
     run.open(settings, fill_defaults=with_added_defaults)
     train_supernet_in(run, settings, problem)
@@ -104,7 +105,7 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
                     **supernet_settings(space, data, train_config, method, method_options or {})}
         problem = build_problem(space, data, train_config.seed, train_config.device)
         build_method(settings, problem.space)  # options that do not fit the space fail first
-        check_budget(train_config, problem)
+        check_warmup(train_config, len(problem.splits.train))
         run = RunDir(out or RunDir.default_path(space.name))
         run.open(settings, fill_defaults=with_added_defaults)
         trained = train_supernet_in(run, settings, problem)

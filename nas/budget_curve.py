@@ -24,7 +24,8 @@ from nas.errors import ConfigError
 from nas.ranking import ranking_figures, seed_to_seed_tau
 from nas.ranking.plots import plt, write_png
 from nas.results import RunDir, atomic_write_csv, load_checkpoint
-from nas.supernet_run import SUPERNET_FILE, SUPERNET_FORMAT, kept_checkpoints, load_supernet
+from nas.supernet_run import (SUPERNET_FILE, SUPERNET_FORMAT, TrainedSupernet, kept_checkpoints,
+                              load_supernet, supernet_run_dir)
 from supernets.progress import Progress
 
 BUDGET_COLUMNS = ["method", "run", "steps", "elapsed_s", "kendall_tau", "kendall_tau_low",
@@ -40,13 +41,13 @@ def method_label(run_dir: Path) -> str:
     return RunDir(run_dir).settings().get("method", {}).get("name", run_dir.name)
 
 
-def budget_rows(run_dir: str | Path, archs: Sequence[str], targets: np.ndarray, seed: int,
-                device: str) -> list[dict]:
-    """Figures of every kept snapshot of a run and of its final weights."""
-    trained = load_supernet(run_dir, device)
+def budget_rows(run_dir: str | Path, trained: TrainedSupernet, archs: Sequence[str],
+                targets: np.ndarray, seed: int) -> list[dict]:
+    """Figures of every kept snapshot of a run and of its final weights (`trained` is the run
+    loaded; its supernet's weights are replaced by each snapshot's in turn)."""
     steps_per_epoch = len(trained.problem.splits.train)
     states = [load_checkpoint(p, SUPERNET_FORMAT)
-              for p in [*kept_checkpoints(run_dir), _supernet_path(Path(run_dir))]]
+              for p in [*kept_checkpoints(run_dir), supernet_run_dir(run_dir) / SUPERNET_FILE]]
     # The final weights are often the last kept snapshot too: score each step once.
     steps = [int(s.get("steps_done", int(s["epoch"]) * steps_per_epoch + int(s.get("step", 0))))
              for s in states]
@@ -74,13 +75,6 @@ def budget_rows(run_dir: str | Path, archs: Sequence[str], targets: np.ndarray, 
     return rows
 
 
-def _supernet_path(run_dir: Path) -> Path:
-    settings = RunDir(run_dir).settings()
-    if "supernet_run" in settings:
-        return _supernet_path(Path(settings["supernet_run"]))
-    return run_dir / SUPERNET_FILE
-
-
 def proxy_references(folder: str | Path | None, correlation_dir: str) -> dict[str, float]:
     """Mean Kendall tau of each proxy run (`proxy-<name>-seed<k>`) under `folder`."""
     if folder is None:
@@ -100,12 +94,15 @@ def correlate_budget(run_dirs: Sequence[str | Path], ground_truth: str | Path, o
                      sample: int = DEFAULT_SAMPLE, seed: int = 0, references: str | None = None,
                      device: str = TrainConfig.device) -> pd.DataFrame:
     """budget.csv and budget.png in `out` for `run_dirs` (see module doc)."""
-    space = load_supernet(run_dirs[0], device).problem.space
+    first = load_supernet(run_dirs[0], device)
+    space = first.problem.space
     truth = read_ground_truth(ground_truth, space, column)
     archs = choose_archs(truth, space, archs_file, sample, seed)
     targets = truth.accuracy.loc[archs].to_numpy(dtype=float)
     proxies = proxy_references(references, correlation_folder(truth))
-    rows = [row for run in run_dirs for row in budget_rows(run, archs, targets, seed, device)]
+    rows = [row for i, run in enumerate(run_dirs)
+            for row in budget_rows(run, first if i == 0 else load_supernet(run, device), archs,
+                                   targets, seed)]
     table = pd.DataFrame(rows, columns=BUDGET_COLUMNS)
     atomic_write_csv(Path(out) / "budget.csv", table)
     ceiling = None
@@ -130,7 +127,7 @@ def budget_plot(table: pd.DataFrame, path: Path, ceiling: float | None,
         if ceiling is not None:
             ax.axhline(ceiling, color="black", ls="--", lw=1,
                        label=f"noise ceiling {ceiling:.2f}")
-        for j, (name, tau) in enumerate(sorted(proxies.items(), key=lambda kv: -kv[1])):
+        for name, tau in sorted(proxies.items(), key=lambda kv: -kv[1]):
             ax.axhline(tau, color="grey", ls=":", lw=1)
             ax.annotate(f"{name} {tau:.2f}", (1.0, tau), xycoords=("axes fraction", "data"),
                         fontsize=7, ha="right", va="bottom", color="dimgrey")

@@ -244,10 +244,10 @@ def _seed_list(text: str) -> list[int]:
 
 
 def _run_correlate(args: argparse.Namespace) -> None:
-    from nas.correlate import compare_runs, correlate_proxies, correlate_run, format_report
+    from nas.correlate import compare_runs, correlate_run, format_report
 
     if args.proxy is not None:
-        _run_correlate_proxies(args, correlate_proxies, format_report)
+        _run_correlate_proxies(args)
         return
     if not args.run_dirs:
         raise NasError("give one or more RUN_DIRs to score with their supernets, or --proxy "
@@ -285,7 +285,8 @@ def _run_correlate_budget(args: argparse.Namespace) -> None:
     print(f"written to {Path(args.out) / 'budget.csv'} and budget.png")
 
 
-def _run_correlate_proxies(args: argparse.Namespace, correlate_proxies, format_report) -> None:
+def _run_correlate_proxies(args: argparse.Namespace) -> None:
+    from nas.correlate import correlate_proxies, format_report
     from nas.supernet_run import build_problem
 
     if args.run_dirs:

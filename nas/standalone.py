@@ -30,9 +30,7 @@ def check_standalone_training(train_config: TrainConfig, problem: SearchProblem)
     if train_config.keep_checkpoints:
         raise ConfigError("--keep-checkpoints keeps snapshots of supernet runs; stand-alone "
                           "training keeps only its resumable checkpoint, so drop it")
-    steps_per_epoch = len(problem.splits.full_train)
-    check_warmup(train_config.warmup_epochs, steps_per_epoch,
-                 train_config.steps or train_config.epochs * steps_per_epoch)
+    check_warmup(train_config, len(problem.splits.full_train))
 
 
 def train_model(run: RunDir, arch: Architecture, problem: SearchProblem,

@@ -17,7 +17,6 @@ from nas.errors import CheckpointError, ConfigError
 from nas.results import RunDir, atomic_torch_save, load_checkpoint
 from search_spaces import Architecture, SearchSpace, Skeleton, Supernet, get_space
 from supernets import METHODS, ScoringData, TrainingMethod, train
-from supernets.budget import check_warmup
 from nas.config import parse_options, with_added_defaults
 
 SUPERNET_FORMAT = "nas-supernet"
@@ -130,13 +129,6 @@ def train_supernet_in(run: RunDir, settings: Mapping[str, Any],
     return TrainedSupernet(problem, supernet, method)
 
 
-def check_budget(train_config: TrainConfig, problem: SearchProblem) -> None:
-    """Budget options that cannot work with this data fail before a run directory is made."""
-    steps_per_epoch = len(problem.splits.train)
-    upper = train_config.steps or train_config.epochs * steps_per_epoch
-    check_warmup(train_config.warmup_epochs, steps_per_epoch, upper)
-
-
 def _drop_snapshots_after(run: RunDir, steps_done: int) -> None:
     """Kept snapshots beyond where training resumes belong to a run that was cut short before
     its next checkpoint (a time budget re-measures its total then): they are made again."""
@@ -152,21 +144,23 @@ def is_finished(state: Mapping[str, Any], train_config: TrainConfig) -> bool:
     return int(state["epoch"]) >= train_config.epochs
 
 
+def supernet_run_dir(run_path: str | Path) -> RunDir:
+    """The run directory that holds `run_path`'s supernet: itself, or for a search that reused
+    another run's supernet (`nas search --supernet`), that run."""
+    run = RunDir(run_path)
+    settings = run.settings()
+    return supernet_run_dir(settings["supernet_run"]) if "supernet_run" in settings else run
+
+
 def kept_checkpoints(run_path: str | Path) -> list[Path]:
     """The run's snapshots along training (`--keep-checkpoints`), in step order."""
-    trained = RunDir(run_path)
-    settings = trained.settings()
-    if "supernet_run" in settings:
-        return kept_checkpoints(settings["supernet_run"])
-    return sorted((trained / KEPT_DIR).glob("step-*.pt"))
+    return sorted((supernet_run_dir(run_path) / KEPT_DIR).glob("step-*.pt"))
 
 
 def load_supernet(run_path: str | Path, device: str = "auto") -> TrainedSupernet:
     """The trained supernet of a `nas supernet` or `nas search` run directory, with its method."""
-    run = RunDir(run_path)
+    run = supernet_run_dir(run_path)
     settings = with_added_defaults(run.settings())
-    if "supernet_run" in settings:  # a search that used another run's supernet
-        return load_supernet(settings["supernet_run"], device)
     if "method" not in settings:
         raise ConfigError(f"{run.path} holds no supernet (it is a {settings.get('kind')} run)")
     train_config = TrainConfig(**settings["train"])

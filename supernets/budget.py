@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import Any
 
 from nas.errors import ConfigError
 
@@ -20,8 +21,11 @@ RATE_STEPS = 20  # steps timed before a time budget is turned into a number of s
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
-def check_warmup(warmup_epochs: int, steps_per_epoch: int, upper_bound: int) -> None:
-    """Refuse a warm-up that takes the whole budget (the schedule would never decay)."""
+def check_warmup(config: Any, steps_per_epoch: int) -> None:
+    """Refuse a warm-up that takes the whole budget of `config` (a `TrainConfig`), upper bound
+    included: the schedule would never decay."""
+    upper_bound = StepBudget(steps_per_epoch, config.epochs, config.steps, None).upper_bound
+    warmup_epochs = config.warmup_epochs
     warmup = warmup_epochs * steps_per_epoch
     if warmup and warmup >= upper_bound:
         raise ConfigError(f"--warmup-epochs {warmup_epochs} is {warmup} steps, the whole budget "

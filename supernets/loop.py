@@ -251,7 +251,7 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
     resumed = resume_from or {}
     budget = StepBudget(steps_per_epoch, config.epochs, config.steps, config.time_budget_s,
                         resumed.get("total_steps"))
-    check_warmup(config.warmup_epochs, steps_per_epoch, budget.upper_bound)
+    check_warmup(config, steps_per_epoch)
     optimisation = method.configure_optimizers(model, config, budget)
     start_epoch, start_step, elapsed_s = 0, 0, float(resumed.get("elapsed_s", 0.0))
     if resume_from is not None:
@@ -275,7 +275,9 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
                    if "context" in inspect.signature(method.train_step).parameters else {})
     last_saved = f"epoch {start_epoch} step {start_step}"
     steps_done = start_epoch * steps_per_epoch + start_step
-    timed_steps, timed_s = 0, 0.0  # this process's steps, for a time budget's rate
+    first_step, first_elapsed_s = steps_done, elapsed_s  # this process's rate, for a time budget
+    # The snapshot steps, once the budget's total is known (a time budget learns it early).
+    keep = kept_steps(config.keep_checkpoints, budget.total) if budget.is_resolved else set()
 
     def state(epoch: int, step: int) -> dict[str, Any]:
         return {"epoch": epoch, "step": step, "model": model.state_dict(),
@@ -321,9 +323,10 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
                 optimisation.step()
                 steps_done += 1
                 now = time.perf_counter()
-                took, tick = now - tick, now
-                elapsed_s, timed_steps, timed_s = elapsed_s + took, timed_steps + 1, timed_s + took
-                if budget.resolve(steps_done, elapsed_s, timed_steps, timed_s):
+                elapsed_s, tick = elapsed_s + now - tick, now
+                if budget.resolve(steps_done, elapsed_s, steps_done - first_step,
+                                  elapsed_s - first_elapsed_s):
+                    keep = kept_steps(config.keep_checkpoints, budget.total)
                     progress.set_total(budget.total)
                     # The epoch count is known now: hooks scheduled by it (splits, PA&DA's
                     # smoothing) see it from this epoch on; they are idempotent.
@@ -332,8 +335,7 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
                     log_scalar("train/loss", loss, steps_done - 1)
                     log_scalar("train/lr", learning_rate, steps_done - 1)
                 progress.update(1, epoch=epoch + 1, loss=f"{loss:.3f}")
-                if keep_checkpoint is not None and context.is_main and budget.is_resolved \
-                        and steps_done in kept_steps(config.keep_checkpoints, budget.total):
+                if keep_checkpoint is not None and context.is_main and steps_done in keep:
                     keep_checkpoint(state(epoch, step + 1))
                 every = config.checkpoint_every_steps
                 if every and (step + 1) % every == 0 and step + 1 < steps_per_epoch:
