@@ -22,6 +22,7 @@ from nas.ranking.proxies import PROXIES, ProxyScorer
 from nas.searchers import SEARCHERS
 from nas.search_run import BEST_FILE, TRIALS_FILE, run_search
 from nas.standalone import StandaloneStep, check_standalone_training, train_model
+from nas.trust import Audit, Trust, assess, audit as audit_search
 from nas.supernet_run import (SearchProblem, build_method, build_problem, load_supernet,
                               supernet_settings, train_supernet_in)
 from supernets.budget import check_warmup
@@ -41,6 +42,8 @@ class SearchResult:
     median_val_accuracy: float | None = None  # over all trials: how well the supernet is trained
     chance_accuracy: float | None = None      # 100 / classes
     scorer: str = "supernet"                  # or "proxy:NAME": then best_val_accuracy is its score
+    trust: Trust | None = None                # score noise and size bias (supernet searches)
+    audit: Audit | None = None                # stand-alone check of the shortlist (--audit K)
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,17 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
            train_config: TrainConfig = SUPERNET_TRAINING,
            search_config: SearchConfig = SearchConfig(),
            method: str = DEFAULT_METHOD, method_options: Mapping[str, Any] | None = None,
-           supernet_run: str | Path | None = None, out: str | Path | None = None) -> SearchResult:
+           supernet_run: str | Path | None = None, out: str | Path | None = None,
+           audit: int = 0, audit_epochs: int = TrainConfig().epochs) -> SearchResult:
     """Train a supernet (or reuse `supernet_run`'s), then search it; see `nas search --help`.
     With `search_config.scorer` "proxy:NAME" no supernet is trained: a training-free proxy
-    scores each architecture."""
+    scores each architecture. A supernet search also judges its ranking (`nas.trust`), and
+    with `audit` K trains its K best and K random architectures stand-alone to check it."""
     SEARCHERS.get(search_config.searcher)  # an unknown name fails before any training
+    if audit < 0:
+        raise ConfigError(f"--audit takes a number of architectures >= 0, got {audit}")
+    if audit and search_config.proxy is not None:
+        raise ConfigError("--audit checks a supernet's ranking; use it with --scorer supernet")
     if search_config.proxy is not None:
         trains = replace(train_config, seed=SUPERNET_TRAINING.seed,
                          device=SUPERNET_TRAINING.device) != SUPERNET_TRAINING
@@ -114,10 +123,14 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
     if found is None:
         return SearchResult(run.path, None, None)
     best, score = found
-    median = float(pd.read_csv(run / TRIALS_FILE)["val_accuracy"].median())
+    trials = pd.read_csv(run / TRIALS_FILE)
+    trust = assess(run, trained, trials) if len(trials) >= 2 else None
+    stand_alone = TrainConfig(epochs=audit_epochs, seed=search_config.seed,
+                              device=train_config.device)
+    checked = audit_search(run, trained, trials, audit, stand_alone) if audit else None
     return SearchResult(run.path, best, score, problem.space.params_m(best),
-                        problem.space.flops_m(best), median,
-                        100.0 / problem.space.skeleton.num_classes)
+                        problem.space.flops_m(best), float(trials["val_accuracy"].median()),
+                        100.0 / problem.space.skeleton.num_classes, trust=trust, audit=checked)
 
 
 def _search_with_proxy(space: SpaceConfig, data: DataConfig, train_config: TrainConfig,

@@ -9,6 +9,7 @@ figure a user reads to decide how long to train.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 from pathlib import Path
@@ -103,13 +104,31 @@ def correlate_budget(run_dirs: Sequence[str | Path], ground_truth: str | Path, o
     rows = [row for i, run in enumerate(run_dirs)
             for row in budget_rows(run, first if i == 0 else load_supernet(run, device), archs,
                                    targets, seed)]
-    table = pd.DataFrame(rows, columns=BUDGET_COLUMNS)
-    atomic_write_csv(Path(out) / "budget.csv", table)
+    table = merge_budget_rows(Path(out) / "budget.csv", pd.DataFrame(rows, columns=BUDGET_COLUMNS))
     ceiling = None
     if truth.by_seed is not None and truth.by_seed.shape[1] >= 2:
         ceiling = seed_to_seed_tau(truth.by_seed.loc[archs].dropna().to_numpy().T)
     budget_plot(table, Path(out) / "budget.png", ceiling, proxies,
                 f"{space.name}: {len(archs)} architectures vs {truth.column}")
+    return table
+
+
+def merge_budget_rows(path: Path, new: pd.DataFrame) -> pd.DataFrame:
+    """Write `new` into the budget table at `path`, keeping the rows of every other run already
+    there, so runs can be scored one at a time (one process per core) into one figure. The
+    read-merge-write holds a lock, so two processes finishing together both land."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.stem}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        table = new
+        if path.exists():
+            old = pd.read_csv(path)
+            if list(old.columns) != BUDGET_COLUMNS:
+                raise ConfigError(f"{path} is not a budget table (columns {list(old.columns)}); "
+                                  f"give another --out")
+            kept = old[~old["run"].isin(set(new["run"]))]
+            table = pd.concat([kept, new], ignore_index=True) if len(kept) else new
+        atomic_write_csv(path, table)
     return table
 
 
@@ -122,7 +141,9 @@ def budget_plot(table: pd.DataFrame, path: Path, ceiling: float | None,
             color = f"C{i}"
             for _, run in rows.groupby("run"):
                 ax.plot(run[x], run["kendall_tau"], color=color, alpha=0.25, lw=1)
-            mean = rows.groupby("steps").agg(x=(x, "mean"), tau=("kendall_tau", "mean"))
+            # A time budget resolves to different steps per seed: average the k-th snapshots.
+            order = rows.groupby("run")["steps"].rank(method="first")
+            mean = rows.groupby(order).agg(x=(x, "mean"), tau=("kendall_tau", "mean"))
             ax.plot(mean["x"], mean["tau"], color=color, lw=2, marker="o", ms=3, label=method)
         if ceiling is not None:
             ax.axhline(ceiling, color="black", ls="--", lw=1,

@@ -97,8 +97,14 @@ def _add_space(parser: argparse.ArgumentParser, required: bool) -> None:
 
 
 def _add_training(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None:
-    parser.add_argument("--epochs", type=_non_negative, default=defaults.epochs,
-                        help=f"training epochs (default {defaults.epochs})")
+    # The budget options default to None so that a stated one replaces the default budget
+    # whole (the supernet default is a number of steps; --epochs 50 must not be capped by it).
+    parser.set_defaults(training_defaults=defaults)
+    default_budget = (f"{defaults.steps} steps" if defaults.steps is not None
+                      else f"{defaults.epochs} epochs")
+    parser.add_argument("--epochs", type=_non_negative, default=None,
+                        help=f"training epochs (default budget: {default_budget}; with "
+                             f"--time-budget the upper bound, default {defaults.epochs})")
     parser.add_argument("--lr", type=_positive_float, default=defaults.lr,
                         help=f"initial learning rate (default {defaults.lr})")
     parser.add_argument("--lr-schedule", choices=("cosine", "linear", "constant"),
@@ -111,9 +117,9 @@ def _add_training(parser: argparse.ArgumentParser, defaults: TrainConfig) -> Non
                         default=defaults.checkpoint_every_steps, metavar="STEPS",
                         help="checkpoint every STEPS steps as well as every epoch (0: epochs only; "
                              f"default {defaults.checkpoint_every_steps})")
-    parser.add_argument("--steps", type=_positive, default=defaults.steps, metavar="N",
+    parser.add_argument("--steps", type=_positive, default=None, metavar="N",
                         help="train exactly N optimiser steps instead of --epochs")
-    parser.add_argument("--time-budget", type=_duration, default=defaults.time_budget_s,
+    parser.add_argument("--time-budget", type=_duration, default=None,
                         metavar="TIME", help="train as many steps as fit in TIME (90s, 10m, "
                                              "1h30m); --epochs is then the upper bound")
     parser.add_argument("--keep-checkpoints", default=defaults.keep_checkpoints, metavar="N|S,S",
@@ -146,10 +152,16 @@ def _configs(args: argparse.Namespace, with_training: bool = True):
                       train_subset=args.train_subset,
                       **({"batch_size": args.batch_size, "val_images": args.val_images}
                          if with_training else {}))
-    train = TrainConfig(epochs=args.epochs, seed=args.seed, device=args.device,
+    defaults: TrainConfig = args.training_defaults
+    if args.epochs is None and args.steps is None and args.time_budget is None:
+        epochs, steps, time_budget = defaults.epochs, defaults.steps, defaults.time_budget_s
+    else:
+        epochs = args.epochs if args.epochs is not None else defaults.epochs
+        steps, time_budget = args.steps, args.time_budget
+    train = TrainConfig(epochs=epochs, seed=args.seed, device=args.device,
                         checkpoint_every_steps=args.checkpoint_every,
                         lr_schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
-                        lr=args.lr, steps=args.steps, time_budget_s=args.time_budget,
+                        lr=args.lr, steps=steps, time_budget_s=time_budget,
                         keep_checkpoints=args.keep_checkpoints) if with_training else None
     space = SpaceConfig(args.space, args.width, args.cells) if args.space is not None else None
     return space, data, train
@@ -180,7 +192,8 @@ def _run_search(args: argparse.Namespace) -> None:
     search = SearchConfig(searcher=args.searcher, trials=args.trials, seed=args.seed,
                           scorer=args.scorer)
     result = api.search(space, data, train, search, args.method, _method_options(args),
-                        args.supernet, args.out)
+                        args.supernet, args.out, audit=args.audit,
+                        audit_epochs=args.audit_epochs)
     if result.best is None:
         print(f"no search (--trials 0); run directory {result.run_dir}")
         return
@@ -200,6 +213,11 @@ def _run_search(args: argparse.Namespace) -> None:
     if result.median_val_accuracy < 2 * result.chance_accuracy:
         print("  warning: the supernet scores most architectures close to chance, so its ranking is "
               "weak; train it longer (--epochs) or on a smaller skeleton (--width, --cells)")
+    for line in [*(result.trust.lines() if result.trust else []),
+                 *(result.audit.lines() if result.audit else [])]:
+        print(line)
+    if result.audit is None:
+        print("  check it: --audit K trains the K best and K random architectures stand-alone")
     print(f"run directory: {result.run_dir}  (trials.csv, best.txt, study.db, tb/, supernet.pt)")
     print(f"next: nas export {result.run_dir} --out best.pt2   |   "
           f"nas train --space {result.best.space} --arch \"{result.best}\"")
@@ -332,6 +350,13 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--scorer", default=SearchConfig.scorer, metavar="SCORER",
                       help=f"what scores an architecture: supernet (default) or proxy:NAME, a "
                            f"training-free proxy ({_names(PROXIES)}): no training at all")
+    srch.add_argument("--audit", type=_non_negative, default=0, metavar="K",
+                      help="afterwards, train the K best and K random architectures stand-alone "
+                           "(the nas train budget) and report whether the found one beats "
+                           "random ones (audit.csv; default 0: no audit)")
+    srch.add_argument("--audit-epochs", type=_positive, default=TrainConfig().epochs,
+                      metavar="E", help=f"stand-alone epochs of each audited architecture "
+                                        f"(default {TrainConfig().epochs}, as nas train)")
 
     exp = command("export", "Export an architecture as a standalone PyTorch model.", _run_export)
     exp.add_argument("run_dir", metavar="RUN_DIR")

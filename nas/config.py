@@ -21,10 +21,16 @@ C = TypeVar("C")
 
 
 DEFAULT_METHOD = "spos"  # the baseline every ranking figure is compared with
-# The supernet budget of `nas supernet` / `nas search` (API and CLI alike), sized so that the main
-# job on the embedded digits finishes in minutes on 2 CPU cores; `TrainConfig()` itself is the
-# stand-alone budget of `nas train` / `nas groundtruth`.
-SUPERNET_TRAINING = TrainConfig(epochs=20)
+# The supernet budget of `nas supernet` / `nas search` (API and CLI alike), in optimiser steps
+# because a single-path supernet needs steps, not passes over the data: every op trains only on
+# the steps that sample it. On the embedded digits (3-cell DARTS skeleton, 1 CPU core) SPOS
+# subnets score at chance for the first ~400 steps, at a median of 54% after 600 and 95% after
+# 2,400 (results/main_job/README.md); 3,000 steps is about 5 minutes there. Protocol v2 on
+# CIFAR-10 (results/ranking/v2/) shows the ranking still improving to about 8,000 steps, so
+# larger data deserves --steps or --time-budget. `epochs` is only the upper bound of a
+# --time-budget. `TrainConfig()` itself is the stand-alone budget of `nas train` /
+# `nas groundtruth`.
+SUPERNET_TRAINING = TrainConfig(epochs=1000, steps=3000)
 
 
 @dataclass(frozen=True)

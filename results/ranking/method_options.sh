@@ -1,5 +1,7 @@
 # The training-method variants the ranking protocols compare, with their --method-opt flags;
 # sourced by run.sh and run_v2.sh. PA&DA twice: the paper's version and the official code's.
+# A name's method is its first word; "-time" variants train for SPOS's wall time (protocol v2's
+# 150-epoch SPOS runs took 503-512 s) instead of its steps.
 declare -A OPTIONS=(
   [spos]=""
   [pada]=""
@@ -7,4 +9,7 @@ declare -A OPTIONS=(
   [fewshot]=""
   [gmnas]=""
   [alphanet]=""
+  [alphanet-time]="--time-budget 508s"
+  [fewshot-time]="--time-budget 508s"
+  [gmnas-time]="--time-budget 508s"
 )

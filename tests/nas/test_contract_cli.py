@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from nas.cli import build_parser, main
+from nas.cli import _configs
 from nas.config import DEFAULT_METHOD, SUPERNET_TRAINING, DataConfig, SearchConfig, TrainConfig
 from nas.results import load_checkpoint
 from nas.supernet_run import load_supernet
@@ -215,13 +216,24 @@ def test_help_lists_every_registered_space_method_and_searcher():
 def test_command_line_defaults_are_the_configs_defaults():
     parser = build_parser()
     search = parser.parse_args(["search"])
-    assert search.epochs == SUPERNET_TRAINING.epochs != TrainConfig().epochs
+    assert _configs(search)[2] == SUPERNET_TRAINING != TrainConfig()
     assert search.method == DEFAULT_METHOD and search.trials == SearchConfig().trials
     assert search.searcher == SearchConfig().searcher
     assert search.batch_size == DataConfig().batch_size and search.lr == TrainConfig().lr
     assert search.device == TrainConfig().device
     train = parser.parse_args(["train", "--space", "nb201", "--arch", "x"])
-    assert train.epochs == TrainConfig().epochs
+    assert _configs(train)[2] == TrainConfig()
+
+
+@pytest.mark.parametrize("flags, epochs, steps, seconds", [
+    ([], SUPERNET_TRAINING.epochs, SUPERNET_TRAINING.steps, None),
+    (["--epochs", "50"], 50, None, None),  # a stated budget replaces the default steps
+    (["--time-budget", "2m"], SUPERNET_TRAINING.epochs, None, 120.0),
+    (["--time-budget", "2m", "--epochs", "7"], 7, None, 120.0),
+    (["--steps", "10"], SUPERNET_TRAINING.epochs, 10, None)])
+def test_a_stated_budget_replaces_the_default_budget_whole(flags, epochs, steps, seconds):
+    train = _configs(build_parser().parse_args(["supernet", "--space", "nb201", *flags]))[2]
+    assert (train.epochs, train.steps, train.time_budget_s) == (epochs, steps, seconds)
     from nas import api
     import inspect
     assert inspect.signature(api.search).parameters["train_config"].default == SUPERNET_TRAINING

@@ -51,7 +51,7 @@ def _node_sets(pairs: list[tuple[str, int]]) -> list[set]:
 
 # ---- decisions and notation -------------------------------------------------------------
 def test_decisions_and_size(space):
-    assert space.default_width == 16 and space.default_cells == 8
+    assert space.default_width == 16 and space.default_cells == 3
     assert len(space.decisions) == 24
     inputs = [d.choices for d in space.decisions if d.name.startswith("normal.node")
               and d.name.endswith(".inputs")]

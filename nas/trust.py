@@ -1,0 +1,161 @@
+"""How far a search's ranking can be trusted, told with the search, and an audit that checks it.
+
+A supernet search ends with a ranking by inherited weights, and a user needs to know what it is
+worth before spending anything on the winner. Two checks come free with every search
+(`trust.json`):
+
+- **Score noise.** The best architectures are scored again with a second, independent draw of
+  the scoring's random parts: other BatchNorm calibration images (recalibrating methods), other
+  evaluation batches (batch-statistics methods). If the best leads the runner-up by less than
+  the scores move between draws, the supernet cannot tell them apart.
+- **Size bias.** Kendall tau between the supernet's scores and parameter counts over all
+  trials. Counting parameters is the cheapest ranking there is; a supernet whose scores follow
+  it closely (tau near 1) adds little to it, one that ranks against it (tau < 0) prefers small
+  networks, as an under-trained single-path supernet does.
+
+`--audit K` measures what these only hint at: it trains the K best architectures of the search
+and K drawn uniformly from the space stand-alone (the `nas train` budget, on the training and
+search-validation images), scores each on the test split, which the search never saw, and
+reports whether the one found beats the random ones (`audit.csv`). Each training resumes from
+its own checkpoint under `audit/`.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from nas.errors import ConfigError
+from nas.groundtruth import sample_architectures
+from nas.ranking import kendall_tau
+from nas.results import RunDir, atomic_write_csv, atomic_write_json
+from nas.standalone import check_standalone_training, train_model
+from nas.supernet_run import TrainedSupernet
+from search_spaces import Architecture
+from supernets import ScoringData, TrainConfig
+from supernets.progress import Progress
+
+TRUST_FILE = "trust.json"
+AUDIT_FILE = "audit.csv"
+AUDIT_DIR = "audit"
+NOISE_TOP = 10  # how many of the best are scored twice
+REDRAW_SEED = 1  # seeds the second draw's order of images
+
+
+def redrawn(source, seed: int):
+    """The same evaluation-style batch source over its images in another seeded order: the
+    batches a method takes first (calibration) or normalises together (batch statistics)
+    become another draw of the same data."""
+    other = copy.copy(source)
+    generator = torch.Generator().manual_seed(seed)
+    other.indices = source.indices[torch.randperm(len(source.indices), generator=generator)]
+    return other
+
+
+@dataclass(frozen=True)
+class Trust:
+    trials: int
+    best_margin: float        # best score minus the runner-up's (points)
+    score_noise: float        # mean |score - rescore| over the top architectures (points)
+    top_rescored: int         # how many were scored twice
+    best_stays_best: bool     # the best is still the best of them under the second draw
+    params_tau: float         # Kendall tau of scores against parameter counts, all trials
+
+    def lines(self) -> list[str]:
+        verdict = ("clear of the noise" if self.best_margin > self.score_noise
+                   else "within the noise: the supernet cannot separate the top architectures")
+        stays = "stays" if self.best_stays_best else "does not stay"
+        bias = ("follows model size" if self.params_tau > 0.7 else
+                "prefers smaller networks" if self.params_tau < -0.3 else
+                "is not just model size")
+        return [f"  trust: the best leads the runner-up by {self.best_margin:.2f} points; scores "
+                f"move by {self.score_noise:.2f} points between two draws of the scoring data "
+                f"(top {self.top_rescored}), so the lead is {verdict}; the best {stays} the best "
+                f"under the second draw",
+                f"  trust: Kendall tau of supernet scores against parameter count "
+                f"{self.params_tau:+.2f} over {self.trials} trials (the ranking {bias})"]
+
+
+def assess(run: RunDir, trained: TrainedSupernet, trials: pd.DataFrame,
+           column: str = "val_accuracy") -> Trust:
+    """Score noise and size bias of a finished search (module doc); writes trust.json."""
+    if len(trials) < 2:
+        raise ConfigError("judging a ranking needs at least 2 trials; search with --trials 2 or more")
+    ranked = trials.sort_values([column, "trial"], ascending=[False, True])
+    top = ranked.head(NOISE_TOP)
+    data = trained.problem.scoring_data()
+    second = ScoringData(redrawn(data.evaluation, REDRAW_SEED),
+                         None if data.calibration is None else redrawn(data.calibration, REDRAW_SEED))
+    space, method, net = trained.problem.space, trained.method, trained.supernet
+    rescored = np.array([method.score(net, space.parse(a), second) for a in top["arch"]])
+    first = top[column].to_numpy(dtype=float)
+    scores = trials[column].to_numpy(dtype=float)
+    params = trials["params_m"].to_numpy(dtype=float)
+    size_tau = kendall_tau(scores, params) if np.ptp(scores) > 0 and np.ptp(params) > 0 else 0.0
+    trust = Trust(trials=len(trials), best_margin=float(first[0] - first[1]),
+                  score_noise=float(np.mean(np.abs(first - rescored))),
+                  top_rescored=len(top), best_stays_best=bool(rescored[0] >= rescored.max()),
+                  params_tau=float(size_tau))
+    atomic_write_json(run / TRUST_FILE, {**asdict(trust), "top": top["arch"].tolist(),
+                                         "scores": first.tolist(), "rescores": rescored.tolist()})
+    return trust
+
+
+@dataclass(frozen=True)
+class Audit:
+    table: pd.DataFrame  # one row per trained architecture
+
+    def summary(self) -> dict[str, float]:
+        short = self.table[self.table.group == "shortlist"]
+        rand = self.table[self.table.group == "random"]
+        found = float(short.iloc[0]["test_accuracy"])
+        return {"found": found, "shortlist_mean": float(short.test_accuracy.mean()),
+                "random_mean": float(rand.test_accuracy.mean()),
+                "random_best": float(rand.test_accuracy.max()),
+                "beats_random_share": float((rand.test_accuracy < found).mean())}
+
+    def lines(self) -> list[str]:
+        s, k = self.summary(), int((self.table.group == "random").sum())
+        verdict = ("beats every random one" if s["beats_random_share"] == 1.0 else
+                   f"beats {s['beats_random_share'] * 100:.0f}% of the random ones")
+        return [f"  audit (stand-alone test accuracy): found {s['found']:.2f}%, its shortlist of "
+                f"{k} {s['shortlist_mean']:.2f}% on average, {k} random architectures "
+                f"{s['random_mean']:.2f}% (best {s['random_best']:.2f}%): the found one {verdict}"]
+
+
+def audit(run: RunDir, trained: TrainedSupernet, trials: pd.DataFrame, k: int,
+          config: TrainConfig, column: str = "val_accuracy") -> Audit:
+    """Train the K best of `trials` and K uniformly drawn architectures stand-alone with
+    `config` (module doc); writes audit.csv after each one, and resumes."""
+    if k < 1:
+        raise ConfigError(f"--audit takes the number of architectures per group (>= 1), got {k}")
+    problem = trained.problem
+    check_standalone_training(config, problem)
+    ranked = trials.sort_values([column, "trial"], ascending=[False, True])
+    shortlist = [problem.space.parse(a) for a in ranked["arch"].head(k)]
+    # Random architectures are drawn apart from the search's own RNG, and never the shortlist's.
+    taken = {str(a) for a in shortlist}
+    drawn = [a for a in sample_architectures(problem.space, min(problem.space.size(), 4 * k + len(taken)),
+                                             config.seed + 7919) if str(a) not in taken][:k]
+    plan = [("shortlist", i, a) for i, a in enumerate(shortlist)] + \
+           [("random", i, a) for i, a in enumerate(drawn)]
+    scores = dict(zip(trials["arch"], trials[column]))
+    rows = []
+    with Progress(len(plan), desc="audit", unit="model") as bar:
+        for group, index, arch in plan:
+            sub = RunDir(run / AUDIT_DIR / f"{group}-{index}")
+            sub.open({"kind": "train", "arch": str(arch), "train": asdict(config)})
+            _, metrics = train_model(sub, arch, problem, config)
+            supernet_score = scores.get(str(arch))
+            if supernet_score is None:
+                supernet_score = trained.score(arch)
+            rows.append({"group": group, "rank": index + 1, "arch": str(arch),
+                         "supernet_score": float(supernet_score),
+                         "test_accuracy": metrics["test_accuracy"],
+                         "params_m": problem.space.params_m(arch)})
+            atomic_write_csv(run / AUDIT_FILE, pd.DataFrame(rows))
+            bar.update(1)
+    return Audit(pd.DataFrame(rows))
