@@ -132,19 +132,31 @@ def merge_budget_rows(path: Path, new: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def snapshot_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Per method, the mean steps, wall seconds and Kendall tau of each run's k-th snapshot, and
+    how many runs: a time budget resolves to different steps per seed, so snapshots are matched
+    by their order, not their step."""
+    order = table.groupby("run")["steps"].rank(method="first").astype(int)
+    return (table.assign(snapshot=order)
+            .groupby(["method", "snapshot"], sort=False)
+            .agg(steps=("steps", "mean"), elapsed_s=("elapsed_s", "mean"),
+                 kendall_tau=("kendall_tau", "mean"), runs=("run", "count"))
+            .reset_index())
+
+
 def budget_plot(table: pd.DataFrame, path: Path, ceiling: float | None,
                 proxies: dict[str, float], title: str) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, x, label in ((axes[0], "steps", "training steps"),
                          (axes[1], "elapsed_s", "training wall time (s)")):
+        means = snapshot_means(table)
         for i, (method, rows) in enumerate(table.groupby("method", sort=False)):
             color = f"C{i}"
             for _, run in rows.groupby("run"):
                 ax.plot(run[x], run["kendall_tau"], color=color, alpha=0.25, lw=1)
-            # A time budget resolves to different steps per seed: average the k-th snapshots.
-            order = rows.groupby("run")["steps"].rank(method="first")
-            mean = rows.groupby(order).agg(x=(x, "mean"), tau=("kendall_tau", "mean"))
-            ax.plot(mean["x"], mean["tau"], color=color, lw=2, marker="o", ms=3, label=method)
+            mean = means[means["method"] == method]
+            ax.plot(mean[x], mean["kendall_tau"], color=color, lw=2, marker="o", ms=3,
+                    label=method)
         if ceiling is not None:
             ax.axhline(ceiling, color="black", ls="--", lw=1,
                        label=f"noise ceiling {ceiling:.2f}")

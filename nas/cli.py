@@ -152,19 +152,25 @@ def _configs(args: argparse.Namespace, with_training: bool = True):
                       train_subset=args.train_subset,
                       **({"batch_size": args.batch_size, "val_images": args.val_images}
                          if with_training else {}))
+    train = _train_config(args) if with_training else None
+    space = SpaceConfig(args.space, args.width, args.cells) if args.space is not None else None
+    return space, data, train
+
+
+def _train_config(args: argparse.Namespace) -> TrainConfig:
+    """The training options; a stated budget (--epochs, --steps, --time-budget) replaces the
+    command's default budget whole."""
     defaults: TrainConfig = args.training_defaults
     if args.epochs is None and args.steps is None and args.time_budget is None:
         epochs, steps, time_budget = defaults.epochs, defaults.steps, defaults.time_budget_s
     else:
         epochs = args.epochs if args.epochs is not None else defaults.epochs
         steps, time_budget = args.steps, args.time_budget
-    train = TrainConfig(epochs=epochs, seed=args.seed, device=args.device,
-                        checkpoint_every_steps=args.checkpoint_every,
-                        lr_schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
-                        lr=args.lr, steps=steps, time_budget_s=time_budget,
-                        keep_checkpoints=args.keep_checkpoints) if with_training else None
-    space = SpaceConfig(args.space, args.width, args.cells) if args.space is not None else None
-    return space, data, train
+    return TrainConfig(epochs=epochs, seed=args.seed, device=args.device,
+                       checkpoint_every_steps=args.checkpoint_every,
+                       lr_schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
+                       lr=args.lr, steps=steps, time_budget_s=time_budget,
+                       keep_checkpoints=args.keep_checkpoints)
 
 
 def _method_options(args: argparse.Namespace) -> dict[str, str]:
@@ -202,7 +208,8 @@ def _run_search(args: argparse.Namespace) -> None:
         print(f"  score {result.best_val_accuracy:.6g}, {result.params_m:.4f} M params, "
               f"{result.flops_m:.3f} MFLOPs")
         print(f"run directory: {result.run_dir}  (trials.csv, best.txt, study.db, tb/)")
-        print(f"next: nas train --space {result.best.space} --arch \"{result.best}\"   |   "
+        print(f"next: nas train --space {result.best.space}{_skeleton_flags(args)} --arch "
+              f"\"{result.best}\"   |   "
               f"nas export {result.run_dir} --init scratch --out best.pt2")
         return
     print(f"best architecture: {result.best}")
@@ -212,7 +219,7 @@ def _run_search(args: argparse.Namespace) -> None:
           f"(chance {result.chance_accuracy:.2f}%)")
     if result.median_val_accuracy < 2 * result.chance_accuracy:
         print("  warning: the supernet scores most architectures close to chance, so its ranking is "
-              "weak; train it longer (--epochs) or on a smaller skeleton (--width, --cells)")
+              "weak; train it longer (--steps, --time-budget) or on a smaller skeleton (--width, --cells)")
     for line in [*(result.trust.lines() if result.trust else []),
                  *(result.audit.lines() if result.audit else [])]:
         print(line)
@@ -220,7 +227,15 @@ def _run_search(args: argparse.Namespace) -> None:
         print("  check it: --audit K trains the K best and K random architectures stand-alone")
     print(f"run directory: {result.run_dir}  (trials.csv, best.txt, study.db, tb/, supernet.pt)")
     print(f"next: nas export {result.run_dir} --out best.pt2   |   "
-          f"nas train --space {result.best.space} --arch \"{result.best}\"")
+          f"nas train --space {result.best.space}{_skeleton_flags(args)} --arch \"{result.best}\"")
+
+
+def _skeleton_flags(args: argparse.Namespace) -> str:
+    """The options a stand-alone training needs to build the searched skeleton on the same data."""
+    flags = [f"--{name.replace('_', '-')} {value}" for name, value in
+             (("width", args.width), ("cells", args.cells), ("data", args.data),
+              ("train_subset", args.train_subset)) if value is not None]
+    return "".join(f" {flag}" for flag in flags)
 
 
 def _run_export(args: argparse.Namespace) -> None:
@@ -291,15 +306,15 @@ def _run_correlate(args: argparse.Namespace) -> None:
 
 
 def _run_correlate_budget(args: argparse.Namespace) -> None:
-    from nas.budget_curve import correlate_budget
+    from nas.budget_curve import correlate_budget, snapshot_means
 
     if args.out is None:
         raise NasError("--budget needs --out DIR for budget.csv and budget.png")
     table = correlate_budget(args.run_dirs, args.ground_truth, args.out, args.column, args.archs,
                              args.sample, args.seed, args.references, args.device)
-    for (method, steps), rows in table.groupby(["method", "steps"], sort=False):
-        print(f"{method} at {steps} steps ({rows['elapsed_s'].mean():.0f} s): Kendall tau "
-              f"{rows['kendall_tau'].mean():.3f} over {len(rows)} run(s)")
+    for row in snapshot_means(table).itertuples():
+        print(f"{row.method} at {row.steps:.0f} steps ({row.elapsed_s:.0f} s): Kendall tau "
+              f"{row.kendall_tau:.3f} over {row.runs} run(s)")
     print(f"written to {Path(args.out) / 'budget.csv'} and budget.png")
 
 

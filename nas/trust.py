@@ -107,6 +107,7 @@ def assess(run: RunDir, trained: TrainedSupernet, trials: pd.DataFrame,
 @dataclass(frozen=True)
 class Audit:
     table: pd.DataFrame  # one row per trained architecture
+    test_images: int     # the test split's size: one image is 100 / test_images points
 
     def summary(self) -> dict[str, float]:
         short = self.table[self.table.group == "shortlist"]
@@ -119,11 +120,14 @@ class Audit:
 
     def lines(self) -> list[str]:
         s, k = self.summary(), int((self.table.group == "random").sum())
-        verdict = ("beats every random one" if s["beats_random_share"] == 1.0 else
-                   f"beats {s['beats_random_share'] * 100:.0f}% of the random ones")
+        beaten = round(s["beats_random_share"] * k)
+        verdict = ("beats every random one" if beaten == k else
+                   "beats none of the random ones" if beaten == 0 else
+                   f"beats {beaten} of the {k} random ones")
         return [f"  audit (stand-alone test accuracy): found {s['found']:.2f}%, its shortlist of "
                 f"{k} {s['shortlist_mean']:.2f}% on average, {k} random architectures "
-                f"{s['random_mean']:.2f}% (best {s['random_best']:.2f}%): the found one {verdict}"]
+                f"{s['random_mean']:.2f}% (best {s['random_best']:.2f}%): the found one {verdict} "
+                f"(one test image is {100 / self.test_images:.2f} points; one training seed each)"]
 
 
 def audit(run: RunDir, trained: TrainedSupernet, trials: pd.DataFrame, k: int,
@@ -158,4 +162,4 @@ def audit(run: RunDir, trained: TrainedSupernet, trials: pd.DataFrame, k: int,
                          "params_m": problem.space.params_m(arch)})
             atomic_write_csv(run / AUDIT_FILE, pd.DataFrame(rows))
             bar.update(1)
-    return Audit(pd.DataFrame(rows))
+    return Audit(pd.DataFrame(rows), len(problem.splits.test.indices))

@@ -154,6 +154,13 @@ def test_kept_snapshots_give_a_ranking_versus_budget_curve(tmp_path, capsys):
     table = pd.read_csv(out / "budget.csv")
     assert sorted(table["steps"].unique()) == [10, 20, 30] and set(table["method"]) == {"spos"}
     assert len(table) == 6
+    # Runs scored one at a time land in one table: a run's rows are replaced, others kept.
+    assert main(["correlate", str(runs / "spos-seed1"), "--budget", "--ground-truth", str(truth),
+                 "--device", "cpu", "--out", str(out)]) == 0
+    merged = pd.read_csv(out / "budget.csv")
+    key = ["run", "steps"]
+    pd.testing.assert_frame_equal(merged.sort_values(key).reset_index(drop=True),
+                                  table.sort_values(key).reset_index(drop=True))
     assert table.groupby("run")["elapsed_s"].apply(lambda e: e.is_monotonic_increasing).all()
     assert table["kendall_tau"].between(-1, 1).all() and (out / "budget.png").is_file()
     # The final snapshot scores as nas correlate scores the finished run.
@@ -243,3 +250,13 @@ def test_held_out_validation_images_stay_out_of_stand_alone_training():
     assert sorted(splits.full_train.indices.tolist()) == sorted(splits.train.indices.tolist())
     inside = make_splits(data, DataConfig(train_subset=600), 0)
     assert len(inside.full_train.indices) == 600  # train and its held-out fifth together
+
+
+def test_snapshots_of_time_budgeted_runs_are_averaged_by_their_order():
+    from nas.budget_curve import snapshot_means
+    table = pd.DataFrame({"method": ["m"] * 4, "run": ["a", "a", "b", "b"],
+                          "steps": [10, 20, 12, 24], "elapsed_s": [1.0, 2.0, 1.0, 2.2],
+                          "kendall_tau": [0.1, 0.3, 0.2, 0.5]})
+    means = snapshot_means(table)
+    assert means["steps"].tolist() == [11, 22] and means["runs"].tolist() == [2, 2]
+    assert means["kendall_tau"].tolist() == pytest.approx([0.15, 0.4])
