@@ -18,6 +18,7 @@ from nas.config import (DEFAULT_METHOD, SUPERNET_TRAINING, DataConfig, SearchCon
 from nas.errors import ConfigError
 from nas.export import ExportedFiles, save_model
 from nas.results import RunDir, atomic_write_json
+from nas.oracle import TableOracle
 from nas.ranking.proxies import PROXIES, ProxyScorer
 from nas.searchers import SEARCHERS
 from nas.search_run import BEST_FILE, TRIALS_FILE, run_search
@@ -83,22 +84,25 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
            supernet_run: str | Path | None = None, out: str | Path | None = None,
            audit: int = 0, audit_epochs: int = TrainConfig().epochs) -> SearchResult:
     """Train a supernet (or reuse `supernet_run`'s), then search it; see `nas search --help`.
-    With `search_config.scorer` "proxy:NAME" no supernet is trained: a training-free proxy
-    scores each architecture. A supernet search also judges its ranking (`nas.trust`), and
+    With `search_config.scorer` "proxy:NAME" or "oracle:TABLE" no supernet is trained: a
+    training-free proxy, or a ground-truth table, scores each architecture. A supernet search also judges its ranking (`nas.trust`), and
     with `audit` K trains its K best and K random architectures stand-alone to check it."""
     SEARCHERS.get(search_config.searcher)  # an unknown name fails before any training
-    if audit < 0:
-        raise ConfigError(f"--audit takes a number of architectures >= 0, got {audit}")
-    if audit and search_config.proxy is not None:
+    if audit < 0 or audit_epochs < 1:
+        raise ConfigError(f"--audit takes a number of architectures >= 0 and --audit-epochs a "
+                          f"number >= 1; got {audit} and {audit_epochs}")
+    if audit and search_config.trials == 0:
+        raise ConfigError("--audit checks a search's best architectures; --trials 0 searches none")
+    if audit and search_config.scorer != "supernet":
         raise ConfigError("--audit checks a supernet's ranking; use it with --scorer supernet")
-    if search_config.proxy is not None:
+    if search_config.scorer != "supernet":
         trains = replace(train_config, seed=SUPERNET_TRAINING.seed,
                          device=SUPERNET_TRAINING.device) != SUPERNET_TRAINING
         if trains or method != DEFAULT_METHOD or method_options:
             raise ConfigError(f"--scorer {search_config.scorer} trains nothing; drop the training "
                               f"and method options, or use --scorer supernet")
-        return _search_with_proxy(space or SpaceConfig(), data, train_config, search_config,
-                                  supernet_run, out)
+        return _search_without_training(space or SpaceConfig(), data, train_config,
+                                        search_config, supernet_run, out)
     if supernet_run is not None:
         trained = load_supernet(supernet_run, train_config.device)
         if space is not None and space.name != trained.problem.space.name:
@@ -133,21 +137,29 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
                         100.0 / problem.space.skeleton.num_classes, trust=trust, audit=checked)
 
 
-def _search_with_proxy(space: SpaceConfig, data: DataConfig, train_config: TrainConfig,
-                       search_config: SearchConfig, supernet_run: str | Path | None,
-                       out: str | Path | None) -> SearchResult:
-    """A zero-training search: the proxy scores fresh models (seeded by the search seed)."""
-    PROXIES.get(search_config.proxy)
+def _search_without_training(space: SpaceConfig, data: DataConfig, train_config: TrainConfig,
+                             search_config: SearchConfig, supernet_run: str | Path | None,
+                             out: str | Path | None) -> SearchResult:
+    """A zero-training search: a proxy scores fresh models (seeded by the search seed), or an
+    oracle looks architectures up in a ground-truth table."""
+    if search_config.proxy is not None:
+        PROXIES.get(search_config.proxy)
     if supernet_run is not None:
         raise ConfigError(f"--scorer {search_config.scorer} scores without a supernet; drop "
                           f"--supernet, or use --scorer supernet")
     problem = build_problem(space, data, search_config.seed, train_config.device)
+    if search_config.oracle is not None:
+        scorer = TableOracle(search_config.oracle, problem.space, search_config.oracle_column)
+        search_config = replace(search_config, oracle_column=scorer.column)
+        column, label = scorer.column, "oracle"
+    else:
+        scorer = ProxyScorer(problem, search_config.proxy, search_config.seed)
+        column = label = search_config.proxy
     settings = {"kind": "search", "search": asdict(search_config), "space": asdict(space),
                 "data": asdict(data)}
-    run = RunDir(out or RunDir.default_path(f"{space.name}-{search_config.proxy}"))
+    run = RunDir(out or RunDir.default_path(f"{space.name}-{label}"))
     run.open(settings, fill_defaults=with_added_defaults)
-    scorer = ProxyScorer(problem, search_config.proxy, search_config.seed)
-    found = run_search(run, problem, scorer, search_config, column=search_config.proxy)
+    found = run_search(run, problem, scorer, search_config, column=column)
     if found is None:
         return SearchResult(run.path, None, None, scorer=search_config.scorer)
     best, score = found
@@ -196,7 +208,7 @@ def export(run_dir: str | Path, out: str | Path, arch: str | None = None, init: 
 def _export_from_proxy_search(run_dir: str | Path, settings: Mapping[str, Any], out: str | Path,
                               arch: str | None, init: str, overwrite: bool,
                               device: str) -> ExportedFiles:
-    """A proxy search trained no weights: its architecture leaves with fresh ones."""
+    """A proxy or oracle search trained no weights: its architecture leaves with fresh ones."""
     if init != "scratch":
         raise ConfigError(f"{run_dir} was searched with {settings['search']['scorer']}, which "
                           f"trains no weights to inherit; export with --init scratch")

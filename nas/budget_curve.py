@@ -10,6 +10,7 @@ figure a user reads to decide how long to train.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -24,11 +25,12 @@ from nas.config import TrainConfig
 from nas.errors import ConfigError
 from nas.ranking import ranking_figures, seed_to_seed_tau
 from nas.ranking.plots import plt, write_png
-from nas.results import RunDir, atomic_write_csv, load_checkpoint
+from nas.results import RunDir, atomic_write_csv, atomic_write_json, load_checkpoint
 from nas.supernet_run import (SUPERNET_FILE, SUPERNET_FORMAT, TrainedSupernet, kept_checkpoints,
                               load_supernet, supernet_run_dir)
 from supernets.progress import Progress
 
+BASIS_FILE = "budget.json"  # what the table's rows were scored against
 BUDGET_COLUMNS = ["method", "run", "steps", "elapsed_s", "kendall_tau", "kendall_tau_low",
                   "kendall_tau_high", "spearman_rho", "precision_top10", "top1_regret"]
 
@@ -101,34 +103,52 @@ def correlate_budget(run_dirs: Sequence[str | Path], ground_truth: str | Path, o
     archs = choose_archs(truth, space, archs_file, sample, seed)
     targets = truth.accuracy.loc[archs].to_numpy(dtype=float)
     proxies = proxy_references(references, correlation_folder(truth))
+    basis = {"ground_truth_sha1": hashlib.sha1(Path(ground_truth).read_bytes()).hexdigest(),
+             "column": truth.column, "seed": seed,
+             "archs_sha1": hashlib.sha1("\n".join(archs).encode()).hexdigest()}
+    out = Path(out)
+    _check_basis(out, basis)  # before any scoring: a mismatch costs nothing
     rows = [row for i, run in enumerate(run_dirs)
             for row in budget_rows(run, first if i == 0 else load_supernet(run, device), archs,
                                    targets, seed)]
-    table = merge_budget_rows(Path(out) / "budget.csv", pd.DataFrame(rows, columns=BUDGET_COLUMNS))
     ceiling = None
     if truth.by_seed is not None and truth.by_seed.shape[1] >= 2:
         ceiling = seed_to_seed_tau(truth.by_seed.loc[archs].dropna().to_numpy().T)
-    budget_plot(table, Path(out) / "budget.png", ceiling, proxies,
-                f"{space.name}: {len(archs)} architectures vs {truth.column}")
+    out.mkdir(parents=True, exist_ok=True)
+    # Runs scored one at a time (one process per core) land in one table and one figure: the
+    # read-merge-write and the plot hold a lock, so two processes finishing together both land.
+    with open(out / ".budget.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _check_basis(out, basis)
+        table = merge_budget_rows(out / "budget.csv", pd.DataFrame(rows, columns=BUDGET_COLUMNS))
+        atomic_write_json(out / BASIS_FILE, basis)
+        budget_plot(table, out / "budget.png", ceiling, proxies,
+                    f"{space.name}: {len(archs)} architectures vs {truth.column}")
     return table
+
+
+def _check_basis(out: Path, basis: dict) -> None:
+    """Refuse to merge rows scored against another ground truth, column, seed or set of
+    architectures into `out`'s table."""
+    path = out / BASIS_FILE
+    if path.exists() and json.loads(path.read_text()) != basis:
+        raise ConfigError(f"{out}/budget.csv was scored against another ground truth, column, "
+                          f"architecture list or seed ({path}); give another --out")
 
 
 def merge_budget_rows(path: Path, new: pd.DataFrame) -> pd.DataFrame:
     """Write `new` into the budget table at `path`, keeping the rows of every other run already
-    there, so runs can be scored one at a time (one process per core) into one figure. The
-    read-merge-write holds a lock, so two processes finishing together both land."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(f".{path.stem}.lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        table = new
-        if path.exists():
-            old = pd.read_csv(path)
-            if list(old.columns) != BUDGET_COLUMNS:
-                raise ConfigError(f"{path} is not a budget table (columns {list(old.columns)}); "
-                                  f"give another --out")
-            kept = old[~old["run"].isin(set(new["run"]))]
-            table = pd.concat([kept, new], ignore_index=True) if len(kept) else new
-        atomic_write_csv(path, table)
+    there (runs are matched by their resolved directory); the caller holds the lock."""
+    table = new
+    if path.exists():
+        old = pd.read_csv(path)
+        if list(old.columns) != BUDGET_COLUMNS:
+            raise ConfigError(f"{path} is not a budget table (columns {list(old.columns)}); "
+                              f"give another --out")
+        resolved = {str(Path(r).resolve()) for r in new["run"]}
+        kept = old[~old["run"].map(lambda r: str(Path(r).resolve())).isin(resolved)]
+        table = pd.concat([kept, new], ignore_index=True) if len(kept) else new
+    atomic_write_csv(path, table)
     return table
 
 

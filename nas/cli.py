@@ -5,6 +5,7 @@ Every `NasError` becomes one line on stderr and exit code 2; nothing else is pri
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -195,11 +196,18 @@ def _run_search(args: argparse.Namespace) -> None:
     from nas import api
 
     space, data, train = _configs(args)
+    scorer = args.scorer
+    if args.oracle is not None:
+        if args.scorer != SearchConfig.scorer:
+            raise NasError(f"--oracle scores by table lookup; drop --scorer {args.scorer}")
+        scorer = f"oracle:{Path(args.oracle).resolve()}"
     search = SearchConfig(searcher=args.searcher, trials=args.trials, seed=args.seed,
-                          scorer=args.scorer)
+                          scorer=scorer, oracle_column=args.column)
+    if args.audit_epochs is not None and not args.audit:
+        raise NasError("--audit-epochs sets the audit's training; give --audit K too")
     result = api.search(space, data, train, search, args.method, _method_options(args),
                         args.supernet, args.out, audit=args.audit,
-                        audit_epochs=args.audit_epochs)
+                        audit_epochs=args.audit_epochs or TrainConfig().epochs)
     if result.best is None:
         print(f"no search (--trials 0); run directory {result.run_dir}")
         return
@@ -208,7 +216,7 @@ def _run_search(args: argparse.Namespace) -> None:
         print(f"  score {result.best_val_accuracy:.6g}, {result.params_m:.4f} M params, "
               f"{result.flops_m:.3f} MFLOPs")
         print(f"run directory: {result.run_dir}  (trials.csv, best.txt, study.db, tb/)")
-        print(f"next: nas train --space {result.best.space}{_skeleton_flags(args)} --arch "
+        print(f"next: nas train --space {result.best.space}{_skeleton_flags(result.run_dir)} --arch "
               f"\"{result.best}\"   |   "
               f"nas export {result.run_dir} --init scratch --out best.pt2")
         return
@@ -227,15 +235,23 @@ def _run_search(args: argparse.Namespace) -> None:
         print("  check it: --audit K trains the K best and K random architectures stand-alone")
     print(f"run directory: {result.run_dir}  (trials.csv, best.txt, study.db, tb/, supernet.pt)")
     print(f"next: nas export {result.run_dir} --out best.pt2   |   "
-          f"nas train --space {result.best.space}{_skeleton_flags(args)} --arch \"{result.best}\"")
+          f"nas train --space {result.best.space}{_skeleton_flags(result.run_dir)} --arch \"{result.best}\"")
 
 
-def _skeleton_flags(args: argparse.Namespace) -> str:
-    """The options a stand-alone training needs to build the searched skeleton on the same data."""
-    flags = [f"--{name.replace('_', '-')} {value}" for name, value in
-             (("width", args.width), ("cells", args.cells), ("data", args.data),
-              ("train_subset", args.train_subset)) if value is not None]
-    return "".join(f" {flag}" for flag in flags)
+def _skeleton_flags(run_dir: Path) -> str:
+    """The options a stand-alone training needs to build the searched skeleton on the same data,
+    read from what the run recorded (a search over another run's supernet: from that run)."""
+    from nas.results.run_dir import RunDir
+
+    settings = RunDir(run_dir).settings()
+    if "supernet_run" in settings:
+        settings = RunDir(settings["supernet_run"]).settings()
+    space, data = settings.get("space", {}), settings.get("data", {})
+    flags = [("width", space.get("width")), ("cells", space.get("cells")),
+             ("data", data.get("path")), ("train-subset", data.get("train_subset")),
+             ("val-images", data.get("val_images"))]
+    return "".join(f" --{name} {shlex.quote(str(value))}" for name, value in flags
+                   if value is not None)
 
 
 def _run_export(args: argparse.Namespace) -> None:
@@ -365,11 +381,18 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--scorer", default=SearchConfig.scorer, metavar="SCORER",
                       help=f"what scores an architecture: supernet (default) or proxy:NAME, a "
                            f"training-free proxy ({_names(PROXIES)}): no training at all")
+    srch.add_argument("--oracle", default=None, metavar="TABLE",
+                      help="score by looking architectures up in a ground-truth table covering "
+                           "the whole space (e.g. the NAS-Bench-201 CSV): compares searchers "
+                           "without training")
+    srch.add_argument("--column", default=None, metavar="C",
+                      help="with --oracle: the table's accuracy column (default cifar10_test, "
+                           "else accuracy)")
     srch.add_argument("--audit", type=_non_negative, default=0, metavar="K",
                       help="afterwards, train the K best and K random architectures stand-alone "
                            "(the nas train budget) and report whether the found one beats "
                            "random ones (audit.csv; default 0: no audit)")
-    srch.add_argument("--audit-epochs", type=_positive, default=TrainConfig().epochs,
+    srch.add_argument("--audit-epochs", type=_positive, default=None,
                       metavar="E", help=f"stand-alone epochs of each audited architecture "
                                         f"(default {TrainConfig().epochs}, as nas train)")
 

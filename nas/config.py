@@ -35,9 +35,21 @@ SUPERNET_TRAINING = TrainConfig(epochs=1000, steps=3000)
 
 @dataclass(frozen=True)
 class SpaceConfig:
+    """A space and its skeleton. A width or depth not given is the space's default, resolved
+    here so that a run records the skeleton it built, not "the default" of the day."""
+
     name: str = "darts"
-    width: int | None = None  # None: the space's literature default (NB201 C=16, DARTS C=16, ...)
-    cells: int | None = None  # None: NB201 N=5, DARTS 8 layers, mobilenet 5 stages
+    width: int | None = None  # None: the space's default (NB201 C=16, DARTS C=16, mobilenet 16)
+    cells: int | None = None  # None: NB201 N=5, DARTS 3 layers, mobilenet 5 stages
+
+    def __post_init__(self) -> None:
+        from search_spaces import SPACES  # an unknown name is left for the space registry to refuse
+        if self.name in SPACES.names():
+            space_class = SPACES.get(self.name)
+            if self.width is None:
+                object.__setattr__(self, "width", space_class.default_width)
+            if self.cells is None:
+                object.__setattr__(self, "cells", space_class.default_cells)
 
 
 @dataclass(frozen=True)
@@ -45,21 +57,34 @@ class SearchConfig:
     searcher: str = "tpe"
     trials: int = 100
     seed: int = 0
-    # What scores an architecture: "supernet" (trained weight-sharing supernet) or
-    # "proxy:NAME", a training-free proxy of `nas.ranking.proxies` (no training at all).
+    # What scores an architecture: "supernet" (trained weight-sharing supernet), "proxy:NAME",
+    # a training-free proxy of `nas.ranking.proxies`, or "oracle:PATH", a ground-truth table
+    # looked up (`oracle_column`; None: the table's default column). The last two train nothing.
     scorer: str = "supernet"
+    oracle_column: str | None = None
 
     def __post_init__(self) -> None:
         if self.trials < 0:
             raise ConfigError(f"trials must be >= 0, got {self.trials}")
-        if self.scorer != "supernet" and not self.scorer.startswith("proxy:"):
-            raise ConfigError(f"unknown scorer {self.scorer!r}; choose supernet or proxy:NAME "
-                              f"(e.g. proxy:naswot)")
+        kind = self.scorer.partition(":")[0]
+        if self.scorer != "supernet" and (kind not in ("proxy", "oracle")
+                                          or not self.scorer.partition(":")[2]):
+            raise ConfigError(f"unknown scorer {self.scorer!r}; choose supernet, proxy:NAME "
+                              f"(e.g. proxy:naswot) or oracle:TABLE.csv")
+        if self.oracle_column is not None and kind != "oracle":
+            raise ConfigError("a table column is for an oracle search; give --oracle FILE too")
 
     @property
     def proxy(self) -> str | None:
         """The proxy's name when a proxy scores, else None."""
-        return self.scorer.partition(":")[2] if self.scorer != "supernet" else None
+        kind, _, name = self.scorer.partition(":")
+        return name if kind == "proxy" else None
+
+    @property
+    def oracle(self) -> str | None:
+        """The ground-truth table's path when a table scores, else None."""
+        kind, _, path = self.scorer.partition(":")
+        return path if kind == "oracle" else None
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -120,6 +145,13 @@ def with_added_defaults(previous: dict[str, Any]) -> dict[str, Any]:
     (a non-default value still differs)."""
     result = json.loads(json.dumps(previous))
     # A field that moved: BN calibration batches, once a search setting, are the method's.
+    # A default that changed: runs recorded before skeletons were resolved hold null for the
+    # default, and DARTS's default was 8 layers then (3 since); the others are unchanged.
+    space = result.get("space")
+    if isinstance(space, dict) and {"name", "width", "cells"} <= set(space):
+        if space["name"] == "darts" and space["cells"] is None:
+            space["cells"] = 8
+        space.update(asdict(SpaceConfig(**space)))
     search, method = result.get("search"), result.get("method")
     if isinstance(search, dict) and "calibration_batches" in search:
         moved = search.pop("calibration_batches")

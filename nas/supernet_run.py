@@ -86,9 +86,15 @@ def _checkpoint_header(problem: SearchProblem, settings: Mapping[str, Any]) -> d
 
 
 def _check_header(state: Mapping[str, Any], expected: Mapping[str, Any], path: Path) -> None:
+    recorded = dict(state)
+    if isinstance(recorded.get("skeleton"), dict):
+        # Checkpoints from before skeletons were resolved record null for "the default"; which
+        # default that was is the run's settings' to say (`with_added_defaults`), checked already.
+        recorded["skeleton"] = {k: (expected["skeleton"].get(k) if v is None else v)
+                                for k, v in recorded["skeleton"].items()}
     for key in ("space", "skeleton", "method_name"):
-        if state.get(key) != expected[key]:
-            raise CheckpointError(f"{path} was trained for {key} {state.get(key)!r}, but this run "
+        if recorded.get(key) != expected[key]:
+            raise CheckpointError(f"{path} was trained for {key} {recorded.get(key)!r}, but this run "
                                   f"needs {expected[key]!r}")
 
 

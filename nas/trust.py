@@ -16,12 +16,13 @@ worth before spending anything on the winner. Two checks come free with every se
 `--audit K` measures what these only hint at: it trains the K best architectures of the search
 and K drawn uniformly from the space stand-alone (the `nas train` budget, on the training and
 search-validation images), scores each on the test split, which the search never saw, and
-reports whether the one found beats the random ones (`audit.csv`). Each training resumes from
-its own checkpoint under `audit/`.
+reports whether the one found beats the random ones (`audit.csv`). Each training is its own
+run under `audit/`, named by architecture and epochs, so it resumes and is reused.
 """
 from __future__ import annotations
 
 import copy
+import hashlib
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -57,7 +58,7 @@ def redrawn(source, seed: int):
 
 @dataclass(frozen=True)
 class Trust:
-    trials: int
+    trials: int               # distinct architectures scored
     best_margin: float        # best score minus the runner-up's (points)
     score_noise: float        # mean |score - rescore| over the top architectures (points)
     top_rescored: int         # how many were scored twice
@@ -76,16 +77,24 @@ class Trust:
                 f"(top {self.top_rescored}), so the lead is {verdict}; the best {stays} the best "
                 f"under the second draw",
                 f"  trust: Kendall tau of supernet scores against parameter count "
-                f"{self.params_tau:+.2f} over {self.trials} trials (the ranking {bias})"]
+                f"{self.params_tau:+.2f} over {self.trials} architectures (the ranking {bias})"]
+
+
+def distinct(trials: pd.DataFrame, column: str) -> pd.DataFrame:
+    """The trials best first, each architecture once: a searcher may propose one twice, and
+    its repeats (scored once, from the cache) must not count as runners-up or as more data."""
+    ranked = trials.sort_values([column, "trial"], ascending=[False, True])
+    return ranked.drop_duplicates("arch").reset_index(drop=True)
 
 
 def assess(run: RunDir, trained: TrainedSupernet, trials: pd.DataFrame,
            column: str = "val_accuracy") -> Trust:
     """Score noise and size bias of a finished search (module doc); writes trust.json."""
+    trials = distinct(trials, column)
     if len(trials) < 2:
-        raise ConfigError("judging a ranking needs at least 2 trials; search with --trials 2 or more")
-    ranked = trials.sort_values([column, "trial"], ascending=[False, True])
-    top = ranked.head(NOISE_TOP)
+        raise ConfigError("judging a ranking needs at least 2 distinct architectures; search "
+                          "with more --trials")
+    top = trials.head(NOISE_TOP)
     data = trained.problem.scoring_data()
     second = ScoringData(redrawn(data.evaluation, REDRAW_SEED),
                          None if data.calibration is None else redrawn(data.calibration, REDRAW_SEED))
@@ -110,24 +119,27 @@ class Audit:
     test_images: int     # the test split's size: one image is 100 / test_images points
 
     def summary(self) -> dict[str, float]:
-        short = self.table[self.table.group == "shortlist"]
-        rand = self.table[self.table.group == "random"]
-        found = float(short.iloc[0]["test_accuracy"])
-        return {"found": found, "shortlist_mean": float(short.test_accuracy.mean()),
-                "random_mean": float(rand.test_accuracy.mean()),
-                "random_best": float(rand.test_accuracy.max()),
-                "beats_random_share": float((rand.test_accuracy < found).mean())}
+        short = self.table[self.table.group == "shortlist"].test_accuracy
+        rand = self.table[self.table.group == "random"].test_accuracy
+        found = float(short.iloc[0])
+        return {"found": found, "shortlist": len(short), "shortlist_mean": float(short.mean()),
+                "random": len(rand), "random_mean": float(rand.mean()),
+                "random_best": float(rand.max()), "beaten": int((rand < found).sum()),
+                "tied": int((rand == found).sum())}
 
     def lines(self) -> list[str]:
-        s, k = self.summary(), int((self.table.group == "random").sum())
-        beaten = round(s["beats_random_share"] * k)
-        verdict = ("beats every random one" if beaten == k else
+        s = self.summary()
+        n, beaten, tied = s["random"], s["beaten"], s["tied"]
+        verdict = ("beats every random one" if beaten == n else
                    "beats none of the random ones" if beaten == 0 else
-                   f"beats {beaten} of the {k} random ones")
+                   f"beats {beaten} of the {n} random ones")
+        if tied:
+            verdict += f" and ties {tied}"
         return [f"  audit (stand-alone test accuracy): found {s['found']:.2f}%, its shortlist of "
-                f"{k} {s['shortlist_mean']:.2f}% on average, {k} random architectures "
-                f"{s['random_mean']:.2f}% (best {s['random_best']:.2f}%): the found one {verdict} "
-                f"(one test image is {100 / self.test_images:.2f} points; one training seed each)"]
+                f"{s['shortlist']} {s['shortlist_mean']:.2f}% on average, {n} random "
+                f"architectures {s['random_mean']:.2f}% (best {s['random_best']:.2f}%): the found "
+                f"one {verdict} (one test image is {100 / self.test_images:.2f} points; one "
+                f"training seed each)"]
 
 
 def audit(run: RunDir, trained: TrainedSupernet, trials: pd.DataFrame, k: int,
@@ -138,19 +150,24 @@ def audit(run: RunDir, trained: TrainedSupernet, trials: pd.DataFrame, k: int,
         raise ConfigError(f"--audit takes the number of architectures per group (>= 1), got {k}")
     problem = trained.problem
     check_standalone_training(config, problem)
-    ranked = trials.sort_values([column, "trial"], ascending=[False, True])
-    shortlist = [problem.space.parse(a) for a in ranked["arch"].head(k)]
+    shortlist = [problem.space.parse(a) for a in distinct(trials, column)["arch"].head(k)]
     # Random architectures are drawn apart from the search's own RNG, and never the shortlist's.
     taken = {str(a) for a in shortlist}
-    drawn = [a for a in sample_architectures(problem.space, min(problem.space.size(), 4 * k + len(taken)),
+    drawn = [a for a in sample_architectures(problem.space, min(problem.space.size(), k + len(taken)),
                                              config.seed + 7919) if str(a) not in taken][:k]
+    if not shortlist or not drawn:
+        raise ConfigError(f"an audit compares the search's best with random architectures, but "
+                          f"{problem.space.name} has no architecture outside the shortlist; "
+                          f"audit a larger space or fewer (--audit)")
     plan = [("shortlist", i, a) for i, a in enumerate(shortlist)] + \
            [("random", i, a) for i, a in enumerate(drawn)]
     scores = dict(zip(trials["arch"], trials[column]))
     rows = []
     with Progress(len(plan), desc="audit", unit="model") as bar:
         for group, index, arch in plan:
-            sub = RunDir(run / AUDIT_DIR / f"{group}-{index}")
+            # Named by what is trained, so a changed K or --audit-epochs reuses what it can.
+            name = hashlib.sha1(f"{arch}|{config.epochs}".encode()).hexdigest()[:12]
+            sub = RunDir(run / AUDIT_DIR / f"{name}-e{config.epochs}")
             sub.open({"kind": "train", "arch": str(arch), "train": asdict(config)})
             _, metrics = train_model(sub, arch, problem, config)
             supernet_score = scores.get(str(arch))

@@ -59,7 +59,7 @@ class Skeleton:
     """The macro network a space's cells or blocks sit in, and the data it sees.
 
     `width` and `cells` of None mean the space's own default (NB201: C=16, N=5; DARTS: C=16,
-    8 layers; mobilenet: first-conv width 16, 5 elastic stages).
+    3 layers, DARTS's search network has 8; mobilenet: first-conv width 16, 5 elastic stages).
     """
 
     in_channels: int = 3

@@ -3,7 +3,13 @@
 # A name's method is its first word; "-time" variants train for SPOS's wall time (protocol v2's
 # 150-epoch SPOS runs took 503-512 s) instead of its steps; "-sN" variants train N steps with
 # their own schedule (the cosine ends at N), where a snapshot of a longer run is still at a
-# high learning rate.
+# high learning rate. "-paper" variants follow the splitting papers' schedules, scaled so that
+# the papers' nominal run is SPOS's 150 epochs (11,700 steps) and each sub-supernet gets its own
+# budget after the split (the steps are shared by the sub-supernets, one path a step):
+#   Few-Shot NB201: one-shot 600 epochs, then each of 5 sub-supernets 300 epochs -> 11,700 +
+#     5 x 5,850 = 40,950 steps, split at 2/7 (the method's default ratio);
+#   GM-NAS NB201 RSPS: splits at epochs 20 and 40 of 90, each sub-supernet trains on -> 2,600 +
+#     2 x 2,600 + 4 x 6,500 = 33,800 steps, splits at 2,600 and 7,800.
 declare -A OPTIONS=(
   [spos]=""
   [pada]=""
@@ -15,4 +21,6 @@ declare -A OPTIONS=(
   [fewshot-time]="--time-budget 508s"
   [gmnas-time]="--time-budget 508s"
   [spos-s3900]="--steps 3900"
+  [fewshot-paper]="--epochs 1000 --steps 40950"
+  [gmnas-paper]="--epochs 1000 --steps 33800 --method-opt split_at=0.076923,0.230769"
 )

@@ -42,6 +42,7 @@ flock "$LOCKS/proxies" bash -c 'runs=$0 gt=$1; shift
 source "$(dirname "$0")/method_options.sh"
 for seed in $SEEDS; do
   for name in $METHODS; do
+    [[ -v "OPTIONS[$name]" ]] || { echo "unknown variant $name: add it to method_options.sh" >&2; exit 2; }
     run="$RUNS/$name-seed$seed"
     # Scored already (budget.csv has its rows): nothing to do.
     grep -q ",$run," "$OUT/budget.csv" 2>/dev/null && continue

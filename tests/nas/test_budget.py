@@ -161,6 +161,13 @@ def test_kept_snapshots_give_a_ranking_versus_budget_curve(tmp_path, capsys):
     key = ["run", "steps"]
     pd.testing.assert_frame_equal(merged.sort_values(key).reset_index(drop=True),
                                   table.sort_values(key).reset_index(drop=True))
+    # Rows scored against another ground truth never land in the same table.
+    other = tmp_path / "gt2.csv"
+    pd.read_csv(truth).assign(accuracy=lambda t: 100 - t.accuracy).to_csv(other, index=False)
+    assert main(["correlate", str(runs / "spos-seed1"), "--budget", "--ground-truth", str(other),
+                 "--device", "cpu", "--out", str(out)]) == 2
+    assert "another ground truth" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(pd.read_csv(out / "budget.csv"), merged)
     assert table.groupby("run")["elapsed_s"].apply(lambda e: e.is_monotonic_increasing).all()
     assert table["kendall_tau"].between(-1, 1).all() and (out / "budget.png").is_file()
     # The final snapshot scores as nas correlate scores the finished run.

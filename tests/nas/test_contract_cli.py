@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -16,8 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
-from nas.cli import build_parser, main
-from nas.cli import _configs
+from nas.cli import _configs, build_parser, main
 from nas.config import DEFAULT_METHOD, SUPERNET_TRAINING, DataConfig, SearchConfig, TrainConfig
 from nas.results import load_checkpoint
 from nas.supernet_run import load_supernet
@@ -197,12 +197,19 @@ def test_entries_are_registered_under_the_names_they_give_themselves():
     assert all(METHODS.get(n).name == n for n in METHODS.names())
 
 
-def test_an_untrained_supernet_run_can_be_rerun_and_searched(tmp_path):
+def test_an_untrained_supernet_run_can_be_rerun_and_searched(tmp_path, capsys):
     run = tmp_path / "run"
     for _ in range(2):  # the second time resumes from the untrained run's checkpoint
         assert main(["supernet", *TINY, "--epochs", "0", "--out", str(run)]) == 0
+    capsys.readouterr()
     assert main(["search", "--supernet", str(run), "--trials", "2", "--device", "cpu",
                  "--out", str(tmp_path / "search")]) == 0
+    # The suggested stand-alone training builds the supernet run's skeleton on its data, though
+    # this search was given none of those options.
+    suggestion = capsys.readouterr().out.split("nas train ")[1].splitlines()[0]
+    train_args = build_parser().parse_args(["train", *shlex.split(suggestion)])
+    assert (train_args.space, train_args.width, train_args.cells, train_args.train_subset) == \
+        ("nb201", 4, 1, 400)
 
 
 def test_help_lists_every_registered_space_method_and_searcher():
@@ -223,6 +230,10 @@ def test_command_line_defaults_are_the_configs_defaults():
     assert search.device == TrainConfig().device
     train = parser.parse_args(["train", "--space", "nb201", "--arch", "x"])
     assert _configs(train)[2] == TrainConfig()
+    from nas import api
+    import inspect
+    assert inspect.signature(api.search).parameters["train_config"].default == SUPERNET_TRAINING
+    assert inspect.signature(api.supernet).parameters["method"].default == DEFAULT_METHOD
 
 
 @pytest.mark.parametrize("flags, epochs, steps, seconds", [
@@ -234,7 +245,3 @@ def test_command_line_defaults_are_the_configs_defaults():
 def test_a_stated_budget_replaces_the_default_budget_whole(flags, epochs, steps, seconds):
     train = _configs(build_parser().parse_args(["supernet", "--space", "nb201", *flags]))[2]
     assert (train.epochs, train.steps, train.time_budget_s) == (epochs, steps, seconds)
-    from nas import api
-    import inspect
-    assert inspect.signature(api.search).parameters["train_config"].default == SUPERNET_TRAINING
-    assert inspect.signature(api.supernet).parameters["method"].default == DEFAULT_METHOD
