@@ -20,8 +20,9 @@ from nas.export import ExportedFiles, save_model
 from nas.results import RunDir, atomic_write_json
 from nas.oracle import TableOracle
 from nas.ranking.proxies import PROXIES, ProxyScorer
-from nas.searchers import SEARCHERS
-from nas.search_run import BEST_FILE, TRIALS_FILE, run_search
+from nas.searchers import MULTI_OBJECTIVE, SEARCHERS
+from nas.search_run import BEST_FILE, SUPERNET_COLUMN, TRIALS_FILE
+from nas.search_workers import Parallel, check_shared, search_in
 from nas.standalone import StandaloneStep, check_standalone_training, train_model
 from nas.trust import Audit, Trust, assess, audit as audit_search
 from nas.supernet_run import (SearchProblem, build_method, build_problem, load_supernet,
@@ -29,7 +30,8 @@ from nas.supernet_run import (SearchProblem, build_method, build_problem, load_s
 from supernets.budget import check_warmup
 from search_spaces import Architecture
 
-__all__ = ["DataConfig", "SearchConfig", "SpaceConfig", "TrainConfig", "export", "search",
+__all__ = ["DataConfig", "Parallel", "SearchConfig", "SpaceConfig", "TrainConfig", "export",
+           "search",
            "supernet", "train"]
 
 
@@ -82,12 +84,17 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
            search_config: SearchConfig = SearchConfig(),
            method: str = DEFAULT_METHOD, method_options: Mapping[str, Any] | None = None,
            supernet_run: str | Path | None = None, out: str | Path | None = None,
-           audit: int = 0, audit_epochs: int = TrainConfig().epochs) -> SearchResult:
+           audit: int = 0, audit_epochs: int = TrainConfig().epochs,
+           parallel: Parallel = Parallel()) -> SearchResult:
     """Train a supernet (or reuse `supernet_run`'s), then search it; see `nas search --help`.
+    `parallel` puts the study in a shared storage and/or runs K local workers on it.
     With `search_config.scorer` "proxy:NAME" or "oracle:TABLE" no supernet is trained: a
     training-free proxy, or a ground-truth table, scores each architecture. A supernet search also judges its ranking (`nas.trust`), and
     with `audit` K trains its K best and K random architectures stand-alone to check it."""
     SEARCHERS.get(search_config.searcher)  # an unknown name fails before any training
+    if "," in search_config.objectives and search_config.searcher not in MULTI_OBJECTIVE:
+        raise ConfigError(f"{search_config.searcher} optimises one objective; with --objectives "
+                          f"{search_config.objectives} use one of {', '.join(MULTI_OBJECTIVE)}")
     if audit < 0 or audit_epochs < 1:
         raise ConfigError(f"--audit takes a number of architectures >= 0 and --audit-epochs a "
                           f"number >= 1; got {audit} and {audit_epochs}")
@@ -102,7 +109,7 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
             raise ConfigError(f"--scorer {search_config.scorer} trains nothing; drop the training "
                               f"and method options, or use --scorer supernet")
         return _search_without_training(space or SpaceConfig(), data, train_config,
-                                        search_config, supernet_run, out)
+                                        search_config, supernet_run, out, parallel)
     if supernet_run is not None:
         trained = load_supernet(supernet_run, train_config.device)
         if space is not None and space.name != trained.problem.space.name:
@@ -110,6 +117,7 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
                               f"supernet, but --space {space.name} was given")
         settings = {"kind": "search", "supernet_run": str(Path(supernet_run).resolve()),
                     "search": asdict(search_config)}
+        check_shared(parallel, trained.problem, search_config, SUPERNET_COLUMN)
         run = RunDir(out or RunDir.default_path(trained.problem.space.name))
         run.open(settings, fill_defaults=with_added_defaults)
     else:
@@ -119,11 +127,13 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
         problem = build_problem(space, data, train_config.seed, train_config.device)
         build_method(settings, problem.space)  # options that do not fit the space fail first
         check_warmup(train_config, len(problem.splits.train))
+        check_shared(parallel, problem, search_config, SUPERNET_COLUMN)
         run = RunDir(out or RunDir.default_path(space.name))
         run.open(settings, fill_defaults=with_added_defaults)
         trained = train_supernet_in(run, settings, problem)
     problem = trained.problem
-    found = run_search(run, problem, trained.score, search_config)
+    found = search_in(run, problem, trained.score, search_config, SUPERNET_COLUMN, parallel,
+                      train_config.device)
     if found is None:
         return SearchResult(run.path, None, None)
     best, score = found
@@ -139,7 +149,7 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
 
 def _search_without_training(space: SpaceConfig, data: DataConfig, train_config: TrainConfig,
                              search_config: SearchConfig, supernet_run: str | Path | None,
-                             out: str | Path | None) -> SearchResult:
+                             out: str | Path | None, parallel: Parallel) -> SearchResult:
     """A zero-training search: a proxy scores fresh models (seeded by the search seed), or an
     oracle looks architectures up in a ground-truth table."""
     if search_config.proxy is not None:
@@ -157,9 +167,11 @@ def _search_without_training(space: SpaceConfig, data: DataConfig, train_config:
         column = label = search_config.proxy
     settings = {"kind": "search", "search": asdict(search_config), "space": asdict(space),
                 "data": asdict(data)}
+    check_shared(parallel, problem, search_config, column)
     run = RunDir(out or RunDir.default_path(f"{space.name}-{label}"))
     run.open(settings, fill_defaults=with_added_defaults)
-    found = run_search(run, problem, scorer, search_config, column=column)
+    found = search_in(run, problem, scorer, search_config, column, parallel,
+                      train_config.device)
     if found is None:
         return SearchResult(run.path, None, None, scorer=search_config.scorer)
     best, score = found

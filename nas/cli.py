@@ -202,12 +202,14 @@ def _run_search(args: argparse.Namespace) -> None:
             raise NasError(f"--oracle scores by table lookup; drop --scorer {args.scorer}")
         scorer = f"oracle:{Path(args.oracle).resolve()}"
     search = SearchConfig(searcher=args.searcher, trials=args.trials, seed=args.seed,
-                          scorer=scorer, oracle_column=args.column)
+                          scorer=scorer, oracle_column=args.column, objectives=args.objectives,
+                          pick=args.pick, time_budget_s=args.search_time)
     if args.audit_epochs is not None and not args.audit:
         raise NasError("--audit-epochs sets the audit's training; give --audit K too")
     result = api.search(space, data, train, search, args.method, _method_options(args),
                         args.supernet, args.out, audit=args.audit,
-                        audit_epochs=args.audit_epochs or TrainConfig().epochs)
+                        audit_epochs=args.audit_epochs or TrainConfig().epochs,
+                        parallel=api.Parallel(args.storage, args.study, args.workers))
     if result.best is None:
         print(f"no search (--trials 0); run directory {result.run_dir}")
         return
@@ -388,6 +390,26 @@ def build_parser() -> argparse.ArgumentParser:
     srch.add_argument("--column", default=None, metavar="C",
                       help="with --oracle: the table's accuracy column (default cifar10_test, "
                            "else accuracy)")
+    srch.add_argument("--objectives", default=SearchConfig.objectives, metavar="O[,O]",
+                      help="accuracy (default) or accuracy with any of params, flops, latency "
+                           "(ms, measured here), e.g. accuracy,flops: a Pareto search "
+                           "(pareto.csv, pareto.png) with --searcher nsga2, tpe or random")
+    srch.add_argument("--pick", default=SearchConfig.pick, metavar="RULE",
+                      help="which architecture best.txt names: accuracy (the most accurate, "
+                           "default) or the most accurate under a limit, e.g. flops<=50, "
+                           "params<=0.5, latency<=2")
+    srch.add_argument("--search-time", type=_duration, default=None, metavar="TIME",
+                      help="stop the search after TIME spent scoring (e.g. 10m), or at --trials, "
+                           "whichever comes first; a resumed search counts what it spent")
+    srch.add_argument("--storage", default=None, metavar="URL",
+                      help="search in a study shared with other processes: postgresql://USER@"
+                           "HOST/DB (any machines) or journal:PATH (one machine); default: "
+                           "SQLite in the run directory, one process")
+    srch.add_argument("--study", default="search", metavar="NAME",
+                      help="the shared study's name (default search)")
+    srch.add_argument("--workers", type=_positive, default=1, metavar="K",
+                      help="search with K local processes on one study (a journal file in the "
+                           "run directory, or --storage); --trials counts them all")
     srch.add_argument("--audit", type=_non_negative, default=0, metavar="K",
                       help="afterwards, train the K best and K random architectures stand-alone "
                            "(the nas train budget) and report whether the found one beats "

@@ -62,10 +62,29 @@ class SearchConfig:
     # looked up (`oracle_column`; None: the table's default column). The last two train nothing.
     scorer: str = "supernet"
     oracle_column: str | None = None
+    # `nas.objectives`: "accuracy" or e.g. "accuracy,flops" (accuracy first, costs minimised),
+    # and which point of the result `best.txt` names: "accuracy" or e.g. "flops<=50".
+    objectives: str = "accuracy"
+    pick: str = "accuracy"
+    # Stop the search after this many seconds spent scoring (the study's trial durations, so a
+    # resumed search counts what it spent before), or at `trials`, whichever comes first.
+    time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
+        from nas.objectives import Pick, parse_objectives  # torch; kept off the config import
+
         if self.trials < 0:
             raise ConfigError(f"trials must be >= 0, got {self.trials}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ConfigError(f"a search time budget must be > 0 seconds, got "
+                              f"{self.time_budget_s}")
+        objectives = parse_objectives(self.objectives)
+        object.__setattr__(self, "objectives", ",".join(objectives))
+        pick = Pick.parse(self.pick)
+        object.__setattr__(self, "pick", str(pick))
+        if pick.cost == "latency" and "latency" not in objectives:
+            raise ConfigError("--pick latency<=... needs latency measured: add it to "
+                              "--objectives (e.g. accuracy,latency)")
         kind = self.scorer.partition(":")[0]
         if self.scorer != "supernet" and (kind not in ("proxy", "oracle")
                                           or not self.scorer.partition(":")[2]):

@@ -8,7 +8,7 @@ architecture's canonical string as the user attribute `arch`.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import optuna
 from optuna.distributions import CategoricalDistribution
@@ -31,6 +31,10 @@ class OptunaSearcher:
         self.distributions = {
             d.name: CategoricalDistribution([_label(c) for c in d.choices]) for d in space.decisions}
         self._pending: dict[Architecture, list[int]] = {}
+        # The decisions in the space's order, for samplers that progress through them (EPNAS):
+        # a study's parameters come back from storage in no promised order.
+        if study.user_attrs.get("decisions") != list(self.distributions):
+            study.set_user_attr("decisions", list(self.distributions))
 
     def architecture_of(self, params: Mapping[str, str]) -> Architecture:
         values = []
@@ -49,11 +53,12 @@ class OptunaSearcher:
             archs.append(arch)
         return archs
 
-    def tell(self, arch: Architecture, value: float) -> None:
+    def tell(self, arch: Architecture, value: float | Sequence[float]) -> None:
+        """Complete the architecture's oldest pending trial with its objective value(s)."""
         number = self._pending[arch].pop(0)
         if not self._pending[arch]:
             del self._pending[arch]
-        self.study.tell(number, float(value))
+        self.finish(number, value)
 
     def unfinished(self) -> list[tuple[int, Architecture]]:
         """Trials asked but never told (a run killed mid-trial), to finish on resume.
@@ -71,8 +76,9 @@ class OptunaSearcher:
             archs.append((frozen.number, arch))
         return archs
 
-    def finish(self, number: int, value: float) -> None:
-        self.study.tell(number, float(value))
+    def finish(self, number: int, value: float | Sequence[float]) -> None:
+        values = [float(v) for v in value] if isinstance(value, Sequence) else float(value)
+        self.study.tell(number, values)
 
     def completed(self) -> list[optuna.trial.FrozenTrial]:
         return self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -88,8 +94,15 @@ def random(seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def open_study(storage_path: str, name: str, sampler: optuna.samplers.BaseSampler) -> optuna.Study:
+def nsga2(seed: int) -> optuna.samplers.BaseSampler:
+    # Optuna's defaults (population 50, uniform crossover, mutation 1/number of parameters): the
+    # genetic algorithm for several objectives (accuracy against FLOPs, parameters, latency).
+    return optuna.samplers.NSGAIISampler(seed=seed)
+
+
+def open_study(storage_path: str, name: str, sampler: optuna.samplers.BaseSampler,
+               directions: Sequence[str] = ("maximize",)) -> optuna.Study:
     """The study in an SQLite file, created or resumed (`load_if_exists`)."""
     storage = optuna.storages.RDBStorage(f"sqlite:///{storage_path}")
     return optuna.create_study(study_name=name, storage=storage, sampler=sampler,
-                               direction="maximize", load_if_exists=True)
+                               directions=list(directions), load_if_exists=True)
