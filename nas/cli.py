@@ -400,11 +400,12 @@ def build_parser() -> argparse.ArgumentParser:
                            "params<=0.5, latency<=2")
     srch.add_argument("--search-time", type=_duration, default=None, metavar="TIME",
                       help="stop the search after TIME spent scoring (e.g. 10m), or at --trials, "
-                           "whichever comes first; a resumed search counts what it spent")
+                           "whichever comes first; a resumed search counts what it spent, and "
+                           "workers sharing a study spend it together")
     srch.add_argument("--storage", default=None, metavar="URL",
-                      help="search in a study shared with other processes: postgresql://USER@"
-                           "HOST/DB (any machines) or journal:PATH (one machine); default: "
-                           "SQLite in the run directory, one process")
+                      help="search in a study shared with other processes on any machines: "
+                           "postgresql://USER@HOST/DB; default: SQLite in the run directory, "
+                           "one process")
     srch.add_argument("--study", default="search", metavar="NAME",
                       help="the shared study's name (default search)")
     srch.add_argument("--workers", type=_positive, default=1, metavar="K",

@@ -2,14 +2,15 @@
 
 One process searches through an SQLite file in its run directory (the default). Several share a
 study in a storage that is safe for it: PostgreSQL or MySQL (`postgresql://user@host/db`, for
-processes on any machines), or Optuna's journal file (`journal:PATH`, processes on one machine;
-what `--workers K` uses unless `--storage` is given).
+processes on any machines), or Optuna's journal file, which `--workers K` keeps in its run
+directory unless `--storage` is given. Independent processes are not offered a file storage:
+without heartbeats they could not tell a dead process's trial from a slow one.
 
 - **One budget.** `--trials N` counts the study's trials, not a worker's: after asking, a worker
   ranks its trial among the study's trials that have not failed; one ranked past N is marked
   failed (`over_budget`) and the worker stops. So exactly N trials complete, whatever the race.
 - **Dead workers.** On an RDB storage each trial's worker records a heartbeat every
-  `HEARTBEAT_S` seconds while scoring; before asking, workers fail trials whose heartbeat is
+  `HEARTBEAT_S` seconds from the moment it asks until it tells; before asking, workers fail trials whose heartbeat is
   older than `GRACE_S` (`optuna.storages.fail_stale_trials`: with ask/tell nobody else does), and
   the stale-trial callback re-queues each one once (`max_retry=1`), so a killed worker's trial
   is retried exactly once, by whichever worker asks next. The journal file has no heartbeats;
@@ -192,13 +193,14 @@ def fail_stale(study: optuna.Study) -> None:
         optuna.storages.fail_stale_trials(study)
 
 
-def fail_and_retry(study: optuna.Study, worker: str) -> list[int]:
-    """A dead worker's running trials, failed and re-queued once (the journal file's stand-in
-    for heartbeats, run by the --workers parent). Returns their numbers."""
+def fail_and_retry(study: optuna.Study, worker: str | None) -> list[int]:
+    """A dead worker's running trials (`None`: every running trial), failed and re-queued once
+    (the journal file's stand-in for heartbeats, run by the --workers parent). Returns their
+    numbers."""
     retry = _retry_once()
     numbers = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        if trial.user_attrs.get(WORKER_ATTR) == worker:
+        if worker is None or trial.user_attrs.get(WORKER_ATTR) == worker:
             study.tell(trial.number, state=TrialState.FAIL)
             failed = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
             retry(study, failed)

@@ -65,7 +65,7 @@ class Pick:
         return rows.sort_values([column, "trial"], ascending=[False, True]).iloc[0]
 
     def __str__(self) -> str:
-        return "accuracy" if self.cost is None else f"{self.cost}<={self.limit:g}"
+        return "accuracy" if self.cost is None else f"{self.cost}<={self.limit!r}"
 
 
 def pareto_mask(values: np.ndarray, maximise: list[bool]) -> np.ndarray:

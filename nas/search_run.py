@@ -150,24 +150,35 @@ def _search_shared(searcher: OptunaSearcher, values: Callable[[Architecture], li
                    config: SearchConfig, column: str, log_scalar: Callable) -> None:
     """One worker's share of a study's budget (`nas.distributed`: one budget, dead workers)."""
     study, label = searcher.study, worker_label()
+    # One budget for all: the first worker to search records it, the others must agree.
+    agreed = study.user_attrs.get("trials")
+    if agreed is None:
+        study.set_user_attr("trials", config.trials)
+    elif agreed != config.trials:
+        raise ConfigError(f"the shared study's budget is {agreed} trials, not {config.trials}; "
+                          f"give --trials {agreed}, or choose another --study")
     budget = config.time_budget_s if config.time_budget_s is not None else float("inf")
     with Progress(config.trials, initial=min(len(searcher.completed()), config.trials),
                   desc=f"search {label}", unit="trial") as bar:
         while _spent_s(searcher) < budget:
             fail_stale(study)
             trial = study.ask(searcher.distributions)
-            trial.set_user_attr(WORKER_ATTR, label)
-            if live_rank(study, trial.number) > config.trials:
-                trial.set_user_attr(OVER_BUDGET_ATTR, True)
-                study.tell(trial, state=TrialState.FAIL)
+            with heartbeat(study, trial._trial_id):  # from the ask on: a death shows at once
+                trial.set_user_attr(WORKER_ATTR, label)
+                if live_rank(study, trial.number) > config.trials:
+                    trial.set_user_attr(OVER_BUDGET_ATTR, True)
+                    study.tell(trial, state=TrialState.FAIL)
+                    over = True
+                else:
+                    over = False
+                    arch = searcher.architecture_of(trial.params)
+                    trial.set_user_attr("arch", str(arch))
+                    value = values(arch)
+                    study.tell(trial, value)
+            if over:
                 if not _wait_for_retries(study):
                     break
                 continue
-            arch = searcher.architecture_of(trial.params)
-            trial.set_user_attr("arch", str(arch))
-            with heartbeat(study, trial._trial_id):
-                value = values(arch)
-            study.tell(trial, value)
             log_scalar(f"search/{column}", value[0], trial.number)
             bar.update(1, best=f"{value[0]:.4g}")
 
@@ -191,6 +202,9 @@ def write_results(run: RunDir, problem: SearchProblem, searcher: OptunaSearcher,
     objectives = parse_objectives(config.objectives)
     table = trials_table(searcher, _Costs(problem), column, objectives)
     atomic_write_csv(run / TRIALS_FILE, table)
+    if table.empty:
+        raise ConfigError("no trial completed (every score failed, e.g. NaN); nothing to pick "
+                          "from (trials.csv is written)")
     if len(objectives) > 1:
         write_pareto(run, table, column, objectives)
     pick = Pick.parse(config.pick)

@@ -5,14 +5,17 @@ How they share one budget and survive a dead worker: `nas.distributed`.
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from nas.config import SearchConfig, with_added_defaults
-from nas.distributed import SharedStudy, directions_of, fail_and_retry, file_checksum
-from nas.errors import ConfigError
+from nas.distributed import (SharedStudy, directions_of, fail_and_retry, file_checksum,
+                             worker_label)
+from nas.errors import ConfigError, NasError
 from nas.objectives import parse_objectives
 from nas.results import RunDir
 from nas.search_run import SUPERNET_COLUMN, run_search, worker_seed, write_results
@@ -34,6 +37,11 @@ class Parallel:
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ConfigError(f"--workers takes a number of processes >= 1, got {self.workers}")
+        if self.storage is not None and self.storage.startswith(("journal:", "sqlite:")):
+            raise ConfigError(f"--storage {self.storage}: a file storage cannot tell a dead "
+                              f"process's trial from a slow one; for several processes on this "
+                              f"machine use --workers K (it watches its workers), across "
+                              f"machines postgresql://USER@HOST/DB")
         if not self.study.strip():
             raise ConfigError("--study takes a non-empty study name")
 
@@ -51,7 +59,7 @@ def study_identity(problem: SearchProblem, config: SearchConfig, run: RunDir | N
     supernet is named by its checkpoint's checksum (paths differ between machines)."""
     identity = {"space": f"{problem.space.name} {problem.space.skeleton}",
                 "objectives": config.objectives, "scorer": config.scorer.partition(":")[0],
-                "column": column}
+                "column": column, "searcher": config.searcher}
     if config.proxy is not None:
         identity["scorer"] = f"proxy:{config.proxy} seed {config.seed}"
     elif config.oracle is not None:
@@ -88,9 +96,13 @@ def search_in(run: RunDir, problem: SearchProblem, scorer: Callable[[Architectur
     if config.trials == 0:  # create the study, for workers to join without racing to create it
         shared.open(SEARCHERS.get(config.searcher)(config.seed))
         return None
-    if parallel.workers == 1:
-        return run_search(run, problem, scorer, config, column, shared=shared)
+    if parallel.workers == 1:  # one of many processes, anywhere: a seed of its own
+        worker = zlib.crc32(worker_label().encode()) % 100_000
+        return run_search(run, problem, scorer, config, column, shared=shared, worker=worker)
     study = shared.open(SEARCHERS.get(config.searcher)(config.seed))  # created before workers
+    # Trials left running by an earlier, killed run of these workers belong to nobody now.
+    if parallel.storage is None and fail_and_retry(study, None):
+        print("search: trials a killed earlier run left running are queued again")
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_worker_main, name=f"nas-search-worker-{k}",
                                  args=(str(run.path), shared, k, device))
@@ -129,9 +141,15 @@ def _watch(study, processes: list, poll_s: float = 0.5) -> None:
 
 
 def _worker_main(run_path: str, shared: SharedStudy, worker: int, device: str) -> None:
-    problem, scorer, config, column = scorer_of_run(run_path, device)
-    run_search(RunDir(run_path), problem, scorer, config, column, shared=shared, worker=worker,
-               finish=False)
+    try:
+        problem, scorer, config, column = scorer_of_run(run_path, device)
+        run_search(RunDir(run_path), problem, scorer, config, column, shared=shared,
+                   worker=worker, finish=False)
+    except NasError as error:  # one line, as the command's own errors
+        print(f"nas search worker {worker}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def scorer_of_run(run_path: str | Path, device: str

@@ -35,7 +35,6 @@ from nas.ranking import kendall_tau
 from nas.results import RunDir, atomic_write_csv, atomic_write_json
 from nas.standalone import check_standalone_training, train_model
 from nas.supernet_run import TrainedSupernet
-from search_spaces import Architecture
 from supernets import ScoringData, TrainConfig
 from supernets.progress import Progress
 

@@ -37,8 +37,10 @@ State. Everything is derived from the study: a round's configurations are the pr
 trials numbered in that round, the surrogate is fitted on the trials completed before the round
 began, and random draws come from generators seeded by (seed, round) and (seed, trial number).
 A resumed study therefore proposes what an uninterrupted one would, and no state file exists.
-The decision order comes from the study's `decisions` user attribute (set by the search loop),
-else from the first trial's parameters.
+The decisions and their choices come from the study's `decisions` and `choices` attributes (set
+by the search loop), else from the first trial's parameters. Workers sharing a study (see
+`nas.distributed`) may draw a round's first trials before the previous round has finished: the
+search stays valid but is no longer reproducible trial for trial.
 """
 from __future__ import annotations
 
@@ -53,6 +55,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import ConfigError
+from nas.searchers.trial_keyed import TrialKeyedSampler
 
 K, T0, TF, SIGMA = 15, 10.0, 0.2, 4.0  # mfas main_searchable_ntu.py
 SURROGATE_EPOCHS, SURROGATE_LR, HIDDEN, BATCH = 50, 1e-3, 100, 32
@@ -132,8 +135,10 @@ class Surrogate:
         return self.low + unit * (self.high - self.low)
 
 
-class EPNAS(optuna.samplers.BaseSampler):
+class EPNAS(TrialKeyedSampler):
     """Efficient progressive search with a sampled, temperature-annealed shortlist (module doc)."""
+
+    name = "epnas"
 
     def __init__(self, k: int = K, seed: int = 0, t0: float = T0, tf: float = TF,
                  sigma: float = SIGMA) -> None:
@@ -145,11 +150,17 @@ class EPNAS(optuna.samplers.BaseSampler):
 
     # ---- the progression, a function of the space alone -------------------------------------
     def _space(self, study: optuna.Study) -> dict[str, CategoricalDistribution] | None:
-        trials = study.get_trials(deepcopy=False)
+        """The decisions and their choices in the space's order: from the study's attributes
+        (set by the search loop, so known from the very first trial), else from a trial's."""
+        choices = study.user_attrs.get("choices")
+        order = study.user_attrs.get("decisions")
+        if order and isinstance(choices, dict) and all(n in choices for n in order):
+            return {name: CategoricalDistribution(choices[name]) for name in order}
+        trials = [t for t in study.get_trials(deepcopy=False) if t.distributions]
         if not trials:
             return None
         first = min(trials, key=lambda t: t.number)
-        order = study.user_attrs.get("decisions") or list(first.distributions)
+        order = order or list(first.distributions)
         if not all(name in first.distributions for name in order):
             return None
         return {name: first.distributions[name] for name in order}
@@ -210,13 +221,6 @@ class EPNAS(optuna.samplers.BaseSampler):
                 config[name] = dist.choices[rng.integers(len(dist.choices))]
         return config
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
-        if not isinstance(param_distribution, CategoricalDistribution):
-            raise ConfigError(f"epnas searches categorical decisions; {param_name} is "
-                              f"{type(param_distribution).__name__}")
-        rng = np.random.default_rng([self.seed, trial.number, zlib.crc32(param_name.encode())])
-        return param_distribution.choices[rng.integers(len(param_distribution.choices))]
 
     # ---- one round's configurations ----------------------------------------------------------
     def _plan(self, study: optuna.Study, space: dict[str, CategoricalDistribution],
@@ -245,7 +249,11 @@ class EPNAS(optuna.samplers.BaseSampler):
         # coincided (the very first trial is drawn before the space is known), the round's
         # configurations repeat in turn.
         plan = [plan[i % len(plan)] for i in range(size)]
-        self._plans[key] = plan
+        if all(t.state.is_finished() for t in study.get_trials(deepcopy=False)
+               if t.number < start):
+            # Settled: the same for every later call. Workers sharing a study may ask a round's
+            # first trial while the previous round still runs; their plan is rebuilt later.
+            self._plans[key] = plan
         return plan
 
     def _temperature(self, round_index: int) -> float:

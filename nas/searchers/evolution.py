@@ -14,7 +14,6 @@ proposes exactly what an uninterrupted one would.
 """
 from __future__ import annotations
 
-import zlib
 from typing import Any
 
 import numpy as np
@@ -24,12 +23,15 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import ConfigError
+from nas.searchers.trial_keyed import TrialKeyedSampler
 
 POPULATION, SAMPLE_SIZE = 10, 3  # NAS-Bench-201 R-EA.sh
 
 
-class RegularizedEvolution(optuna.samplers.BaseSampler):
+class RegularizedEvolution(TrialKeyedSampler):
     """Aging evolution over categorical parameters (module doc)."""
+
+    name = "evolution"
 
     def __init__(self, population: int = POPULATION, sample_size: int = SAMPLE_SIZE,
                  seed: int = 0) -> None:
@@ -69,13 +71,6 @@ class RegularizedEvolution(optuna.samplers.BaseSampler):
             params[name] = others[rng.integers(len(others))]
         return params
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: BaseDistribution) -> Any:
-        if not isinstance(param_distribution, CategoricalDistribution):
-            raise ConfigError(f"evolution searches categorical decisions; {param_name} is "
-                              f"{type(param_distribution).__name__}")
-        rng = np.random.default_rng([self.seed, trial.number, zlib.crc32(param_name.encode())])
-        return param_distribution.choices[rng.integers(len(param_distribution.choices))]
 
 
 def evolution(seed: int) -> optuna.samplers.BaseSampler:

@@ -35,6 +35,8 @@ class OptunaSearcher:
         # a study's parameters come back from storage in no promised order.
         if study.user_attrs.get("decisions") != list(self.distributions):
             study.set_user_attr("decisions", list(self.distributions))
+            study.set_user_attr("choices", {name: list(dist.choices)
+                                            for name, dist in self.distributions.items()})
 
     def architecture_of(self, params: Mapping[str, str]) -> Architecture:
         values = []

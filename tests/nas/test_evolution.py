@@ -6,19 +6,7 @@ import pytest
 
 from nas.errors import ConfigError
 from nas.searchers import SEARCHERS, RegularizedEvolution
-
-DECISIONS, CHOICES = 6, ["a", "b", "c", "d"]  # 4**6 = 4,096 architectures
-TARGET = ["c", "a", "d", "b", "b", "d"]
-
-
-def objective(trial: optuna.Trial) -> float:
-    """How many decisions match TARGET: one optimum, 6."""
-    values = [trial.suggest_categorical(f"x{i}", CHOICES) for i in range(DECISIONS)]
-    return float(sum(v == t for v, t in zip(values, TARGET)))
-
-
-def proposals(study: optuna.Study) -> list[tuple]:
-    return [tuple(t.params[f"x{i}"] for i in range(DECISIONS)) for t in study.trials]
+from tests.nas.synthetic_space import DECISIONS, objective, proposals
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
