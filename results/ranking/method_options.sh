@@ -10,6 +10,7 @@
 #     5 x 5,850 = 40,950 steps, split at 2/7 (the method's default ratio);
 #   GM-NAS NB201 RSPS: splits at epochs 20 and 40 of 90, each sub-supernet trains on -> 2,600 +
 #     2 x 2,600 + 4 x 6,500 = 33,800 steps, splits at 2,600 and 7,800.
+# spos-s40950 is SPOS for Few-Shot's paper-schedule steps: the control at equal steps.
 declare -A OPTIONS=(
   [spos]=""
   [pada]=""
@@ -22,5 +23,6 @@ declare -A OPTIONS=(
   [gmnas-time]="--time-budget 508s"
   [spos-s3900]="--steps 3900"
   [fewshot-paper]="--epochs 1000 --steps 40950"
+  [spos-s40950]="--epochs 1000 --steps 40950"
   [gmnas-paper]="--epochs 1000 --steps 33800 --method-opt split_at=0.076923,0.230769"
 )
