@@ -29,6 +29,7 @@ TRIALS_FILE = "trials.csv"
 SUPERNET_COLUMN = "val_accuracy"  # trials.csv's score column when a supernet scores
 BEST_FILE = "best.txt"
 PARETO_FILE, PARETO_PLOT = "pareto.csv", "pareto.png"
+SPENT_ATTR = "search_seconds"  # a one-process study's scoring time so far (--search-time)
 
 
 class _Costs:
@@ -126,7 +127,10 @@ def worker_seed(searcher: str, seed: int, worker: int) -> int:
 
 def _search_alone(searcher: OptunaSearcher, values: Callable[[Architecture], list[float]],
                   config: SearchConfig, column: str, log_scalar: Callable) -> None:
-    done, spent = len(searcher.completed()), _spent_s(searcher)
+    # The seconds spent are kept in the study, as this loop measures them (ask to tell, the
+    # searcher's own time included), so a resume stops exactly where this run would have.
+    done = len(searcher.completed())
+    spent = float(searcher.study.user_attrs.get(SPENT_ATTR, _spent_s(searcher)))
     best = max((t.values[0] for t in searcher.completed()), default=float("-inf"))
     budget = config.time_budget_s if config.time_budget_s is not None else float("inf")
     with Progress(config.trials, initial=min(done, config.trials), desc="search",
@@ -140,6 +144,7 @@ def _search_alone(searcher: OptunaSearcher, values: Callable[[Architecture], lis
             value = values(arch)
             searcher.tell(arch, value)
             spent += time.perf_counter() - started
+            searcher.study.set_user_attr(SPENT_ATTR, spent)
             best = max(best, value[0])
             log_scalar(f"search/{column}", value[0], number)
             log_scalar(f"search/best_{column}", best, number)
