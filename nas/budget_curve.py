@@ -180,10 +180,15 @@ def budget_plot(table: pd.DataFrame, path: Path, ceiling: float | None,
         if ceiling is not None:
             ax.axhline(ceiling, color="black", ls="--", lw=1,
                        label=f"noise ceiling {ceiling:.2f}")
+        # Proxies that rank alike (params and flops, within a cell) share one line and label.
+        lines: dict[str, list[str]] = {}
         for name, tau in sorted(proxies.items(), key=lambda kv: -kv[1]):
-            ax.axhline(tau, color="grey", ls=":", lw=1)
-            ax.annotate(f"{name} {tau:.2f}", (1.0, tau), xycoords=("axes fraction", "data"),
-                        fontsize=7, ha="right", va="bottom", color="dimgrey")
+            lines.setdefault(f"{tau:.2f}", []).append(name)
+        for tau, names in lines.items():
+            ax.axhline(float(tau), color="grey", ls=":", lw=1)
+            ax.annotate(f"{' = '.join(names)} {tau}", (1.0, float(tau)),
+                        xycoords=("axes fraction", "data"), fontsize=7, ha="right",
+                        va="bottom", color="dimgrey")
         ax.set_xlabel(label)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("Kendall tau vs ground truth")
