@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).parent
-STEPS = [1950, 3900, 5850, 7800, 11700, 20000, 33800, 40950]
-SECONDS = [100, 200, 300, 400, 500, 800, 1600, 2400]
+STEPS = [1950, 3900, 7800, 11700, 20475, 27300, 33800, 40950]
+SECONDS = [100, 200, 300, 500, 800, 1200, 1700, 2400]
 
 
 def at(runs: pd.DataFrame, column: str, points: list[float]) -> pd.DataFrame:
