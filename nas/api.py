@@ -18,11 +18,10 @@ from nas.config import (DEFAULT_METHOD, SUPERNET_TRAINING, DataConfig, SearchCon
 from nas.errors import ConfigError
 from nas.export import ExportedFiles, save_model
 from nas.results import RunDir, atomic_write_json
-from nas.oracle import TableOracle
-from nas.ranking.proxies import PROXIES, ProxyScorer
-from nas.searchers import MULTI_OBJECTIVE, SEARCHERS
+from nas.ranking.proxies import PROXIES
+from nas.searchers import SEARCHERS
 from nas.search_run import BEST_FILE, SUPERNET_COLUMN, TRIALS_FILE
-from nas.search_workers import Parallel, check_shared, search_in
+from nas.search_workers import Parallel, check_shared, search_in, training_free_scorer
 from nas.standalone import StandaloneStep, check_standalone_training, train_model
 from nas.trust import Audit, Trust, assess, audit as audit_search
 from nas.supernet_run import (SearchProblem, build_method, build_problem, load_supernet,
@@ -92,9 +91,6 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
     training-free proxy, or a ground-truth table, scores each architecture. A supernet search also judges its ranking (`nas.trust`), and
     with `audit` K trains its K best and K random architectures stand-alone to check it."""
     SEARCHERS.get(search_config.searcher)  # an unknown name fails before any training
-    if "," in search_config.objectives and search_config.searcher not in MULTI_OBJECTIVE:
-        raise ConfigError(f"{search_config.searcher} optimises one objective; with --objectives "
-                          f"{search_config.objectives} use one of {', '.join(MULTI_OBJECTIVE)}")
     if audit < 0 or audit_epochs < 1:
         raise ConfigError(f"--audit takes a number of architectures >= 0 and --audit-epochs a "
                           f"number >= 1; got {audit} and {audit_epochs}")
@@ -158,13 +154,10 @@ def _search_without_training(space: SpaceConfig, data: DataConfig, train_config:
         raise ConfigError(f"--scorer {search_config.scorer} scores without a supernet; drop "
                           f"--supernet, or use --scorer supernet")
     problem = build_problem(space, data, search_config.seed, train_config.device)
+    scorer, column = training_free_scorer(problem, search_config)
+    label = "oracle" if search_config.oracle is not None else search_config.proxy
     if search_config.oracle is not None:
-        scorer = TableOracle(search_config.oracle, problem.space, search_config.oracle_column)
-        search_config = replace(search_config, oracle_column=scorer.column)
-        column, label = scorer.column, "oracle"
-    else:
-        scorer = ProxyScorer(problem, search_config.proxy, search_config.seed)
-        column = label = search_config.proxy
+        search_config = replace(search_config, oracle_column=column)
     settings = {"kind": "search", "search": asdict(search_config), "space": asdict(space),
                 "data": asdict(data)}
     check_shared(parallel, problem, search_config, column)

@@ -82,6 +82,11 @@ class SearchConfig:
         object.__setattr__(self, "objectives", ",".join(objectives))
         pick = Pick.parse(self.pick)
         object.__setattr__(self, "pick", str(pick))
+        from nas.searchers import MULTI_OBJECTIVE
+
+        if len(objectives) > 1 and self.searcher not in MULTI_OBJECTIVE:
+            raise ConfigError(f"{self.searcher} optimises one objective; with --objectives "
+                              f"{self.objectives} use one of {', '.join(MULTI_OBJECTIVE)}")
         if pick.cost == "latency" and "latency" not in objectives:
             raise ConfigError("--pick latency<=... needs latency measured: add it to "
                               "--objectives (e.g. accuracy,latency)")

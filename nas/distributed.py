@@ -46,8 +46,9 @@ warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning
 WORKER_ATTR, OVER_BUDGET_ATTR = "worker", "over_budget"
 
 
-def worker_label() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+def worker_label(pid: int | None = None) -> str:
+    """How a trial names the process that runs it: host and process id (this one's by default)."""
+    return f"{socket.gethostname()}:{pid if pid is not None else os.getpid()}"
 
 
 def file_checksum(path: Path) -> str:

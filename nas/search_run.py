@@ -20,7 +20,7 @@ from nas.distributed import (OVER_BUDGET_ATTR, WORKER_ATTR, SharedStudy, directi
 from nas.errors import ConfigError
 from nas.objectives import COLUMNS, Latency, Pick, pareto_mask, parse_objectives
 from nas.results import RunDir, atomic_write_csv, atomic_write_text
-from nas.searchers import MULTI_OBJECTIVE, SEARCHERS, TRIAL_KEYED, OptunaSearcher, open_study
+from nas.searchers import SEARCHERS, TRIAL_KEYED, OptunaSearcher, open_study
 from nas.supernet_run import SearchProblem
 from search_spaces import Architecture
 from supernets.progress import Progress
@@ -83,9 +83,6 @@ def run_search(run: RunDir, problem: SearchProblem, scorer: Callable[[Architectu
     if config.trials == 0:
         return None
     objectives = parse_objectives(config.objectives)
-    if len(objectives) > 1 and config.searcher not in MULTI_OBJECTIVE:
-        raise ConfigError(f"{config.searcher} optimises one objective; with --objectives "
-                          f"{config.objectives} use one of {', '.join(MULTI_OBJECTIVE)}")
     sampler = SEARCHERS.get(config.searcher)(worker_seed(config.searcher, config.seed, worker))
     if shared is None:
         study = open_study(str(run / "study.db"), "search", sampler, directions_of(objectives))
@@ -106,17 +103,20 @@ def run_search(run: RunDir, problem: SearchProblem, scorer: Callable[[Architectu
         return [cache[str(arch)], *[cost[o] if o in cost else latency(arch)
                                     for o in objectives[1:]]]
 
+    def write_table() -> None:  # along the way too, so a long search shows its trials
+        atomic_write_csv(run / TRIALS_FILE, trials_table(searcher, costs, column, objectives))
+
     log_scalar = run.tensorboard()
     try:
         if shared is None:
             for number, arch in searcher.unfinished():
                 searcher.finish(number, values(arch))
-            _search_alone(searcher, values, config, column, log_scalar)
+            _search_alone(searcher, values, config, column, log_scalar, write_table)
         else:
             _search_shared(searcher, values, config, column, log_scalar)
     finally:
         log_scalar.close()
-    return write_results(run, problem, searcher, config, column) if finish else None
+    return write_results(run, problem, searcher, config, column, costs) if finish else None
 
 
 def worker_seed(searcher: str, seed: int, worker: int) -> int:
@@ -126,7 +126,8 @@ def worker_seed(searcher: str, seed: int, worker: int) -> int:
 
 
 def _search_alone(searcher: OptunaSearcher, values: Callable[[Architecture], list[float]],
-                  config: SearchConfig, column: str, log_scalar: Callable) -> None:
+                  config: SearchConfig, column: str, log_scalar: Callable,
+                  write_table: Callable[[], None]) -> None:
     # The seconds spent are kept in the study, as this loop measures them (ask to tell, the
     # searcher's own time included), so a resume stops exactly where this run would have.
     done = len(searcher.completed())
@@ -149,6 +150,8 @@ def _search_alone(searcher: OptunaSearcher, values: Callable[[Architecture], lis
             log_scalar(f"search/{column}", value[0], number)
             log_scalar(f"search/best_{column}", best, number)
             bar.update(1, best=f"{best:.4g}")
+            if number % 10 == 9:
+                write_table()
 
 
 def _search_shared(searcher: OptunaSearcher, values: Callable[[Architecture], list[float]],
@@ -165,7 +168,7 @@ def _search_shared(searcher: OptunaSearcher, values: Callable[[Architecture], li
     budget = config.time_budget_s if config.time_budget_s is not None else float("inf")
     with Progress(config.trials, initial=min(len(searcher.completed()), config.trials),
                   desc=f"search {label}", unit="trial") as bar:
-        while _spent_s(searcher) < budget:
+        while budget == float("inf") or _spent_s(searcher) < budget:
             fail_stale(study)
             trial = study.ask(searcher.distributions)
             with heartbeat(study, trial._trial_id):  # from the ask on: a death shows at once
@@ -202,10 +205,12 @@ def _wait_for_retries(study: optuna.Study, poll_s: float = 1.0) -> bool:
 
 
 def write_results(run: RunDir, problem: SearchProblem, searcher: OptunaSearcher,
-                  config: SearchConfig, column: str) -> tuple[Architecture, float]:
-    """trials.csv, pareto.csv/.png (several objectives) and best.txt from the whole study."""
+                  config: SearchConfig, column: str, costs: _Costs | None = None
+                  ) -> tuple[Architecture, float]:
+    """trials.csv, pareto.csv/.png (several objectives) and best.txt from the whole study
+    (`costs`: the parameters and FLOPs the search already computed)."""
     objectives = parse_objectives(config.objectives)
-    table = trials_table(searcher, _Costs(problem), column, objectives)
+    table = trials_table(searcher, costs or _Costs(problem), column, objectives)
     atomic_write_csv(run / TRIALS_FILE, table)
     if table.empty:
         raise ConfigError("no trial completed (every score failed, e.g. NaN); nothing to pick "

@@ -120,8 +120,6 @@ def search_in(run: RunDir, problem: SearchProblem, scorer: Callable[[Architectur
 def _watch(study, processes: list, poll_s: float = 0.5) -> None:
     """Wait for the workers; a worker that dies has its running trials failed and re-queued
     once, for a live worker to take (the journal file has no heartbeats to do it)."""
-    import socket
-
     handled: set[int] = set()
     while True:
         alive = False
@@ -131,7 +129,7 @@ def _watch(study, processes: list, poll_s: float = 0.5) -> None:
             elif process.pid not in handled:
                 handled.add(process.pid)
                 if process.exitcode != 0:
-                    retried = fail_and_retry(study, f"{socket.gethostname()}:{process.pid}")
+                    retried = fail_and_retry(study, worker_label(process.pid))
                     if retried:
                         print(f"search: worker {process.pid} died (exit {process.exitcode}); "
                               f"trial(s) {retried} queued again")
@@ -157,8 +155,6 @@ def scorer_of_run(run_path: str | Path, device: str
     """A search run's problem, scorer, search settings and score column, rebuilt from its
     config.json (what each worker process does)."""
     from nas.config import DataConfig, SpaceConfig
-    from nas.oracle import TableOracle
-    from nas.ranking.proxies import ProxyScorer
     from nas.supernet_run import build_problem, load_supernet
 
     settings = with_added_defaults(RunDir(run_path).settings())
@@ -168,10 +164,22 @@ def scorer_of_run(run_path: str | Path, device: str
         return trained.problem, trained.score, config, SUPERNET_COLUMN
     problem = build_problem(SpaceConfig(**settings["space"]), DataConfig(**settings["data"]),
                             config.seed, device)
+    scorer, column = training_free_scorer(problem, config)
+    return problem, scorer, config, column
+
+
+def training_free_scorer(problem: SearchProblem, config: SearchConfig
+                         ) -> tuple[Callable[[Architecture], float], str]:
+    """The scorer of a search that trains nothing, and its score column: a ground-truth table
+    (`--oracle`), or a proxy on fresh models seeded by the search seed."""
+    from nas.oracle import TableOracle
+    from nas.ranking.proxies import ProxyScorer
+
     if config.oracle is not None:
         oracle = TableOracle(config.oracle, problem.space, config.oracle_column)
-        return problem, oracle, config, oracle.column
-    return problem, ProxyScorer(problem, config.proxy, config.seed), config, config.proxy
+        return oracle, oracle.column
+    return ProxyScorer(problem, config.proxy, config.seed), config.proxy
 
 
-__all__ = ["Parallel", "check_shared", "scorer_of_run", "search_in", "worker_seed"]
+__all__ = ["Parallel", "check_shared", "scorer_of_run", "search_in", "training_free_scorer",
+           "worker_seed"]

@@ -116,3 +116,20 @@ def test_a_search_time_budget_stops_cleanly_and_a_resume_counts_what_was_spent(t
     assert len(pd.read_csv(run / "trials.csv")) == trials
     run_search(run, problem, slow, SearchConfig(searcher="random", trials=200, time_budget_s=2.0))
     assert first + 1 <= distinct() <= 10
+
+
+def test_a_long_search_writes_its_trials_along_the_way(tmp_path):
+    problem = build_problem(SpaceConfig("nb201", 4, 1), DataConfig(), 0, "cpu")
+    run = RunDir(tmp_path / "long")
+    run.open({"kind": "test"})
+    scored = []
+
+    def dies_at_the_13th(arch) -> float:
+        if len(scored) == 12:
+            raise KeyboardInterrupt  # the run is killed mid-search
+        scored.append(arch)
+        return float(len(scored))
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(run, problem, dies_at_the_13th, SearchConfig(searcher="random", trials=50))
+    assert len(pd.read_csv(run / "trials.csv")) == 10  # written every 10 trials
