@@ -15,6 +15,7 @@ import pandas as pd
 
 from nas.config import (DEFAULT_METHOD, SUPERNET_TRAINING, DataConfig, SearchConfig,
                         SpaceConfig, TrainConfig, with_added_defaults)
+from nas import torchrun
 from nas.errors import ConfigError
 from nas.export import ExportedFiles, save_model
 from nas.results import RunDir, atomic_write_json
@@ -72,8 +73,9 @@ def supernet(space: SpaceConfig = SpaceConfig(), data: DataConfig = DataConfig()
     problem = build_problem(space, data, train_config.seed, train_config.device)
     build_method(settings, problem.space)  # options that do not fit the space fail before any file
     check_warmup(train_config, len(problem.splits.train))
-    run = RunDir(out or RunDir.default_path(f"supernet-{space.name}"))
-    run.open(settings, fill_defaults=with_added_defaults)
+    torchrun.start(problem.device)
+    run = torchrun.open_run(out or RunDir.default_path(f"supernet-{space.name}"), settings,
+                            with_added_defaults)
     train_supernet_in(run, settings, problem)
     return run.path
 
@@ -98,6 +100,8 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
         raise ConfigError("--audit checks a search's best architectures; --trials 0 searches none")
     if audit and search_config.scorer != "supernet":
         raise ConfigError("--audit checks a supernet's ranking; use it with --scorer supernet")
+    if torchrun.is_launched():
+        _check_distributed_search(search_config, supernet_run, parallel)
     if search_config.scorer != "supernet":
         trains = replace(train_config, seed=SUPERNET_TRAINING.seed,
                          device=SUPERNET_TRAINING.device) != SUPERNET_TRAINING
@@ -124,9 +128,12 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
         build_method(settings, problem.space)  # options that do not fit the space fail first
         check_warmup(train_config, len(problem.splits.train))
         check_shared(parallel, problem, search_config, SUPERNET_COLUMN)
-        run = RunDir(out or RunDir.default_path(space.name))
-        run.open(settings, fill_defaults=with_added_defaults)
+        torchrun.start(problem.device)
+        run = torchrun.open_run(out or RunDir.default_path(space.name), settings,
+                                with_added_defaults)
         trained = train_supernet_in(run, settings, problem)
+        if not torchrun.is_main():
+            return SearchResult(run.path, None, None)  # the main process searches alone
     problem = trained.problem
     found = search_in(run, problem, trained.score, search_config, SUPERNET_COLUMN, parallel,
                       train_config.device)
@@ -141,6 +148,18 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
     return SearchResult(run.path, best, score, problem.space.params_m(best),
                         problem.space.flops_m(best), float(trials["val_accuracy"].median()),
                         100.0 / problem.space.skeleton.num_classes, trust=trust, audit=checked)
+
+
+def _check_distributed_search(search_config: SearchConfig, supernet_run: str | Path | None,
+                              parallel: Parallel) -> None:
+    """What torchrun can do for a search: train its supernet on every process."""
+    if search_config.scorer != "supernet" or supernet_run is not None:
+        raise ConfigError("torchrun trains a supernet on several processes, and this search "
+                          "trains none; run it without torchrun")
+    if parallel.workers > 1 or parallel.storage is not None:
+        raise ConfigError("under torchrun the main process searches alone; for many search "
+                          "workers run nas search --workers K or --storage without torchrun, "
+                          "after training with torchrun")
 
 
 def _search_without_training(space: SpaceConfig, data: DataConfig, train_config: TrainConfig,

@@ -19,10 +19,10 @@ class StandaloneStep(StepMethod):
     """The loop's step for a plain model: cross-entropy on its own output, no sampling."""
 
     def train_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                   sample_ids: torch.Tensor, context: StepContext | None = None) -> float:
+                   sample_ids: torch.Tensor, context: StepContext | None = None) -> torch.Tensor:
         loss = F.cross_entropy(model(images), labels)
         (context or StepContext()).backward(loss)
-        return float(loss.detach())
+        return loss.detach()
 
 
 def check_standalone_training(train_config: TrainConfig, problem: SearchProblem) -> None:

@@ -16,7 +16,8 @@ from nas.data import DataSplits, load_data, make_splits
 from nas.errors import CheckpointError, ConfigError
 from nas.results import RunDir, atomic_torch_save, load_checkpoint
 from search_spaces import Architecture, SearchSpace, Skeleton, Supernet, get_space
-from supernets import METHODS, ScoringData, TrainingMethod, train
+from nas import torchrun
+from supernets import METHODS, ScoringData, StepContext, TrainingMethod, train
 from nas.config import parse_options, with_added_defaults
 
 SUPERNET_FORMAT = "nas-supernet"
@@ -25,14 +26,21 @@ KEPT_DIR = "checkpoints"  # snapshots along the run (--keep-checkpoints): step-0
 
 
 def resolve_device(device: str) -> str:
+    """The device `--device` names on this machine: auto is cuda when there is one; under
+    torchrun a CUDA device is the process's local rank's (`nas.torchrun.local_device`)."""
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device} asked for, but this machine has no CUDA device; "
-                          f"use --device cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.split(":")[0] not in ("cpu", "cuda", "mps"):
         raise ConfigError(f"unknown device {device!r}; choose auto, cpu or cuda[:N]")
-    return device
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--device {device} asked for, but this machine has no CUDA "
+                              f"device; use --device cpu")
+        index = device.partition(":")[2]
+        if index and not (index.isdigit() and int(index) < torch.cuda.device_count()):
+            raise ConfigError(f"--device {device}: this machine has CUDA devices 0 to "
+                              f"{torch.cuda.device_count() - 1}")
+    return torchrun.local_device(device)
 
 
 @dataclass(frozen=True)
@@ -121,17 +129,29 @@ def train_supernet_in(run: RunDir, settings: Mapping[str, Any],
     if path.exists():
         resume_from = load_checkpoint(path, SUPERNET_FORMAT)
         _check_header(resume_from, header, path)
-    _drop_snapshots_after(run, int((resume_from or {}).get("steps_done", 0)))
-    log_scalar = run.tensorboard()
+    splits = problem.splits
+    train_batches, validation, context = splits.train, splits.val_stream, None
+    if torchrun.is_launched():
+        from supernets.ddp import DistributedContext
+
+        rank, world_size = torchrun.rank_and_world_size()
+        train_batches = splits.train.shard(rank, world_size)
+        validation = splits.val_stream.shard(rank, world_size)
+        context = DistributedContext(validation)
+    if torchrun.is_main():
+        _drop_snapshots_after(run, int((resume_from or {}).get("steps_done", 0)))
+    # Only the main process writes: checkpoints (the loop asks context.is_main), TensorBoard.
+    log_scalar = run.tensorboard() if torchrun.is_main() else None
     try:
-        train(supernet, method, problem.splits.train, train_config,
-              validation=problem.splits.val_stream, resume_from=resume_from,
+        train(supernet, method, train_batches, train_config, validation=validation,
+              context=context, resume_from=resume_from,
               save_checkpoint=lambda state: atomic_torch_save(path, {**header, **state}),
               keep_checkpoint=lambda state: atomic_torch_save(
                   run / KEPT_DIR / f"step-{state['steps_done']:07d}.pt", {**header, **state}),
               log_scalar=log_scalar, description=f"supernet {problem.space.name}/{method.name}")
     finally:
-        log_scalar.close()
+        if log_scalar is not None:
+            log_scalar.close()
     return TrainedSupernet(problem, supernet, method)
 
 

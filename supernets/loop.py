@@ -23,6 +23,7 @@ from torch import nn
 from nas.errors import CheckpointError, ConfigError, TrainingError
 from supernets.budget import StepBudget, check_warmup
 from supernets.evaluation import ScoringData, accuracy
+from supernets.precision import PRECISIONS, Precision
 from supernets.progress import Progress
 from supernets.step_context import Batches, StepContext
 
@@ -41,6 +42,11 @@ class TrainConfig:
     lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
     seed: int = 0
     device: str = "auto"  # cuda when there is one (`nas.supernet_run.resolve_device`)
+    # fp32, bf16 or fp16 autocast (`supernets/precision.py`); auto: bf16/fp16 on a GPU, fp32 on CPU.
+    precision: str = "auto"
+    # Channels-last memory format for model and batches (faster convolutions on GPUs with
+    # tensor cores); None: on for CUDA, off on CPU.
+    channels_last: bool | None = None
     checkpoint_every_steps: int = 100  # also at every epoch end; 0 = only at epoch ends
     # Budgets beside `epochs` (`supernets/budget.py`): exactly `steps` optimiser steps, or as many
     # as fit in `time_budget_s` seconds (then `epochs` is the upper bound). At most one.
@@ -70,6 +76,9 @@ class TrainConfig:
         if self.steps is not None and self.time_budget_s is not None:
             raise ConfigError("give one budget: --steps or --time-budget, not both")
         kept_steps(self.keep_checkpoints, 1)  # a malformed value fails now, not mid-run
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {self.precision!r}; choose "
+                              f"{', '.join(PRECISIONS)}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,9 +104,8 @@ class Optimisation:
         for optimizer in self.optimizers.values():
             optimizer.zero_grad(set_to_none=True)
 
-    def step(self) -> None:
-        for optimizer in self.optimizers.values():
-            optimizer.step()
+    def step(self, precision: Precision | None = None) -> None:
+        (precision or Precision()).step(self.optimizers.values())
         for scheduler in self.schedulers.values():
             scheduler.step()
 
@@ -200,7 +208,10 @@ class StepMethod:
         return None
 
     def train_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                   sample_ids: torch.Tensor, context: StepContext | None = None) -> float:
+                   sample_ids: torch.Tensor, context: StepContext | None = None
+                   ) -> torch.Tensor | float:
+        """Forward and backward passes; returns the loss to log (a detached tensor on the
+        device, read every `LOG_EVERY_STEPS` steps)."""
         raise NotImplementedError
 
     def clip_gradients(self, parameters: Sequence[torch.Tensor], max_norm: float) -> None:
@@ -222,6 +233,42 @@ class StepMethod:
         """Default: stateless."""
 
 
+LOG_EVERY_STEPS = 10  # the loss is read from the device (and checked) this often
+
+
+class _LossLog:
+    """Losses summed on the device and read every `LOG_EVERY_STEPS` steps, before every
+    checkpoint and at the end: one device-to-host read per interval, not per step. The mean over
+    the interval and over processes is what is logged; a non-finite one stops the run before
+    any checkpoint holds its weights."""
+
+    def __init__(self, context: StepContext) -> None:
+        self.context = context
+        self.total: torch.Tensor | float = 0.0
+        self.count, self.first_step = 0, 0
+
+    def add(self, loss: torch.Tensor | float, global_step: int) -> None:
+        if self.count == 0:
+            self.first_step = global_step
+        loss = loss.detach().float() if torch.is_tensor(loss) else loss
+        self.total = self.total + loss
+        self.count += 1
+
+    def read(self, last_saved: str) -> float | None:
+        """The interval's mean loss (None if empty), raising if it is not finite."""
+        if self.count == 0:
+            return None
+        total = torch.as_tensor(self.total, dtype=torch.float64).reshape(1).cpu()
+        self.context.all_reduce(total)
+        mean = float(total) / (self.count * self.context.world_size)
+        steps = f"global steps {self.first_step}-{self.first_step + self.count - 1}"
+        self.total, self.count = 0.0, 0
+        if not math.isfinite(mean):
+            raise TrainingError(f"loss became {mean} within {steps}; the last checkpoint is "
+                                f"{last_saved}; lower the learning rate")
+        return mean
+
+
 def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainConfig, *,
           validation: Batches | None = None, context: StepContext | None = None,
           resume_from: Mapping[str, Any] | None = None,
@@ -239,12 +286,19 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
     An epoch's batches are a function of (seed, epoch), so a resumed run replays the steps
     already done of its epoch without training on them (which also replays their augmentation
     draws) and ends bit-identical on CPU to a run that was never interrupted. `validation`
-    feeds `context.validation_batches()`; `context` defaults to one process.
+    feeds `context.validation_batches()`; `context` defaults to one process (a
+    `supernets.ddp.DistributedContext` trains on several: only its main rank writes).
     """
     steps_per_epoch = len(batches)
     if steps_per_epoch == 0:
         raise ConfigError("the training set is smaller than one batch; lower --batch-size")
     context = context if context is not None else StepContext(validation)
+    device = next(model.parameters()).device
+    context.precision = Precision(config.precision, str(device))
+    channels_last = (config.channels_last if config.channels_last is not None
+                     else device.type == "cuda")
+    if channels_last:
+        model.to(memory_format=torch.channels_last)  # before any optimiser holds its tensors
     if resume_from is not None and "torch_rng" not in resume_from:
         model.load_state_dict(resume_from["model"])  # an untrained run's weights, saved alone
         resume_from = None
@@ -253,22 +307,26 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
                         resumed.get("total_steps"))
     check_warmup(config, steps_per_epoch)
     optimisation = method.configure_optimizers(model, config, budget)
-    start_epoch, start_step, elapsed_s = 0, 0, float(resumed.get("elapsed_s", 0.0))
+    start_epoch, start_step = 0, 0
+    elapsed_s = float(resumed.get("elapsed_s", 0.0))
     if resume_from is not None:
         model.load_state_dict(resume_from["model"])
         optimisation.load_state_dict(resume_from)
         method.load_state_dict(resume_from["method"])
         context.load_state_dict(resume_from.get("context", {}))
+        context.precision.load_state_dict(resume_from.get("precision", {}))
         torch.set_rng_state(resume_from["torch_rng"])
         start_epoch, start_step = int(resume_from["epoch"]), int(resume_from.get("step", 0))
     else:
         torch.manual_seed(config.seed)
     method.setup(model, optimisation.weights, batches, context)
     model.train()
+    trained = context.wrap(model)  # what the step's passes run through
     # Walking a supernet's module tree costs ~10 ms a step (thousands of candidate tensors);
     # list the parameters once and clip only those the step touched.
     parameters = list(model.parameters())
     passes = method.backward_passes()
+    context.passes = passes
     # A step written without a `context` parameter can run no backward pass (the count check
     # below says so); it is called without one.
     step_kwargs = ({"context": context}
@@ -278,17 +336,31 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
     first_step, first_elapsed_s = steps_done, elapsed_s  # this process's rate, for a time budget
     # The snapshot steps, once the budget's total is known (a time budget learns it early).
     keep = kept_steps(config.keep_checkpoints, budget.total) if budget.is_resolved else set()
+    losses = _LossLog(context)
+
+    def log_loss() -> None:
+        mean = losses.read(last_saved)
+        if mean is None:
+            return
+        if log_scalar is not None and context.is_main:
+            log_scalar("train/loss", mean, steps_done - 1)
+        progress.set_postfix(epoch=epoch + 1, loss=f"{mean:.3f}")
 
     def state(epoch: int, step: int) -> dict[str, Any]:
         return {"epoch": epoch, "step": step, "model": model.state_dict(),
                 **optimisation.state_dict(), "method": method.state_dict(),
-                "context": context.state_dict(), "torch_rng": torch.get_rng_state(),
+                "context": context.state_dict(), "precision": context.precision.state_dict(),
+                "torch_rng": torch.get_rng_state(),
                 "total_steps": budget.total if budget.is_resolved else None,
                 "steps_done": steps_done, "elapsed_s": elapsed_s,
                 "finished": budget.is_resolved and steps_done >= budget.total}
 
     def checkpoint(epoch: int, step: int) -> None:
         nonlocal last_saved
+        log_loss()  # no checkpoint holds weights after a non-finite loss
+        if context.world_size > 1:
+            context.check_same("the method's state (sampled paths, importance tables)",
+                               method.state_dict())
         if save_checkpoint is not None and context.is_main:
             save_checkpoint(state(epoch, step))
             last_saved = f"epoch {epoch} step {step}"
@@ -307,36 +379,43 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
                 if steps_done >= budget.total:
                     break  # the budget ends inside this epoch
                 context.begin_step(epoch, step, steps_done)
+                if channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
                 optimisation.zero_grad()
-                loss = method.train_step(model, images, labels, ids, **step_kwargs)
-                if not math.isfinite(loss):
-                    raise TrainingError(f"loss became {loss} at epoch {epoch} step {step} "
-                                        f"(global step {steps_done}); the last checkpoint is "
-                                        f"{last_saved}; lower the learning rate")
+                with context.precision.autocast():
+                    loss = method.train_step(trained, images, labels, ids, **step_kwargs)
+                losses.add(loss, steps_done)
                 if context.backward_calls != passes:
                     raise RuntimeError(f"{type(method).__name__} called context.backward "
                                        f"{context.backward_calls} times in a step but declares "
                                        f"backward_passes() = {passes}; every backward pass "
                                        f"goes through context.backward")
+                context.precision.unscale(optimisation.optimizers.values())
                 method.clip_gradients(parameters, config.grad_clip_norm)
                 learning_rate = optimisation.learning_rate()  # the rate this step trains with
-                optimisation.step()
+                optimisation.step(context.precision)
                 steps_done += 1
                 now = time.perf_counter()
                 elapsed_s, tick = elapsed_s + now - tick, now
                 if budget.resolve(steps_done, elapsed_s, steps_done - first_step,
                                   elapsed_s - first_elapsed_s):
+                    # Every process must train the same number of steps: the slowest decides.
+                    budget.total = int(context.all_reduce(
+                        torch.tensor([budget.total], dtype=torch.int64), "min"))
                     keep = kept_steps(config.keep_checkpoints, budget.total)
                     progress.set_total(budget.total)
                     # The epoch count is known now: hooks scheduled by it (splits, PA&DA's
                     # smoothing) see it from this epoch on; they are idempotent.
                     method.on_epoch_start(epoch, budget.epochs)
                 if log_scalar is not None and context.is_main:
-                    log_scalar("train/loss", loss, steps_done - 1)
-                    log_scalar("train/lr", learning_rate, steps_done - 1)
-                progress.update(1, epoch=epoch + 1, loss=f"{loss:.3f}")
-                if keep_checkpoint is not None and context.is_main and steps_done in keep:
-                    keep_checkpoint(state(epoch, step + 1))
+                    log_scalar("train/lr", learning_rate, steps_done - 1)  # a float: no sync
+                if steps_done % LOG_EVERY_STEPS == 0:
+                    log_loss()
+                progress.update(1)
+                if keep_checkpoint is not None and steps_done in keep:
+                    log_loss()
+                    if context.is_main:
+                        keep_checkpoint(state(epoch, step + 1))
                 every = config.checkpoint_every_steps
                 if every and (step + 1) % every == 0 and step + 1 < steps_per_epoch:
                     checkpoint(epoch, step + 1)
@@ -349,5 +428,6 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
             break
         if steps_done == 0 and start_epoch == 0 and start_step == 0:
             checkpoint(0, 0)  # an untrained run's checkpoint: its initial weights, resumable
+        log_loss()
     finally:
         progress.close()

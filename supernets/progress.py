@@ -39,13 +39,18 @@ class Progress:
             self._bar.total = total
             self._bar.refresh()
 
-    def update(self, n: int = 1, **postfix: Any) -> None:
-        self.done += n
+    def set_postfix(self, **postfix: Any) -> None:
+        """Figures shown after the rate until replaced (the loss, read at logging intervals)."""
         self._postfix = postfix
         if self._bar is not None:
+            self._bar.set_postfix(postfix, refresh=False)
+
+    def update(self, n: int = 1, **postfix: Any) -> None:
+        self.done += n
+        if postfix:
+            self.set_postfix(**postfix)
+        if self._bar is not None:
             self._bar.update(n)
-            if postfix:
-                self._bar.set_postfix(postfix, refresh=False)
         elif self.enabled and time.monotonic() - self._last_line >= self.interval_s:
             self._write_line()
 

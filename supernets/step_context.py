@@ -13,8 +13,10 @@ from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 import numpy as np
 import torch
+from torch import nn
 
 from nas.errors import ConfigError
+from supernets.precision import Precision
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images (B,C,H,W), labels, dataset ids
 
@@ -37,9 +39,14 @@ class StepContext:
     - `validation_batches()`: one endless stream of shuffled, augmented search-validation
       batches per run, continuing from step to step; its position is checkpointed, so a resumed
       run draws the same batches.
-    - `all_reduce(tensor)`: the sum over processes, in place (here: the tensor itself).
+    - `all_reduce(tensor, op)`: the sum (or "min", "max") over processes, in place; and
+      `all_gather(tensor)`: every process's tensor, concatenated in rank order (here: the
+      tensor itself). Methods keep their state identical on every process with these, so the
+      main process's checkpoint is the whole run's.
     - `rank`, `world_size`, `is_main`: only the main process writes checkpoints, TensorBoard
       and results.
+    - `precision`: the run's numeric precision (`supernets/precision.py`), set by the loop;
+      `backward` scales the loss for fp16 and runs outside autocast.
     """
 
     rank: int = 0
@@ -47,9 +54,11 @@ class StepContext:
 
     def __init__(self, validation: Batches | None = None) -> None:
         self._validation = validation
+        self.precision = Precision()  # the loop sets the run's
         self._stream: Iterator[Batch] | None = None
         self.validation_position = 0  # validation batches drawn so far in this run
         self.backward_calls = 0  # in the current step
+        self.passes = 1  # backward passes a step makes (the method's; the loop sets it)
         self.epoch = self.step = self.global_step = 0
 
     @property
@@ -61,10 +70,18 @@ class StepContext:
         self.backward_calls = 0
 
     def backward(self, loss: torch.Tensor, inputs: Sequence[torch.Tensor] | None = None) -> None:
-        loss.backward(inputs=list(inputs) if inputs is not None else None)
+        with self.precision.outside_autocast():
+            self.precision.scale(loss).backward(inputs=list(inputs) if inputs is not None else None)
         self.backward_calls += 1
 
-    def all_reduce(self, tensor: torch.Tensor) -> torch.Tensor:
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The module a step's passes run through (a distributed context: its DDP wrapper)."""
+        return model
+
+    def all_reduce(self, tensor: torch.Tensor, op: str = "sum") -> torch.Tensor:
+        return tensor
+
+    def all_gather(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor
 
     def validation_batches(self) -> Iterator[Batch]:

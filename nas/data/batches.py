@@ -6,6 +6,8 @@ on the same validation images. The test set is never used for search.
 """
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -81,6 +83,14 @@ class BatchSource:
     CIFAR convention of 4 px at 32 px; horizontal flip only where the data is flip-invariant),
     both drawn from a generator seeded by (seed, epoch) so an epoch's batches are reproducible
     after a resume. Evaluation batches keep order and are not augmented.
+
+    Under torchrun each process trains on a shard (`shard(rank, world_size)`): every rank draws
+    the same order of the epoch, cuts it into global batches of `batch_size * world_size`
+    images and takes its own `batch_size` of each, so K processes see what one process with a
+    K times larger batch sees; crops and flips come from a generator of the rank's own, so ranks
+    do not augment alike. Images may already live on the device (`make_splits` puts a dataset
+    that fits on a GPU there once): then a batch is gathered and augmented there, with its
+    random offsets still drawn on the CPU generator, so the draws stay reproducible.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
@@ -91,10 +101,21 @@ class BatchSource:
         self.batch_size, self.is_training = batch_size, is_training
         self.is_flip_invariant, self.seed, self.device = is_flip_invariant, seed, torch.device(device)
         self.pad = max(1, images.shape[-1] // 8)
+        self.rank, self.world_size = 0, 1
+
+    def shard(self, rank: int, world_size: int) -> "BatchSource":
+        """This source as process `rank` of `world_size` trains on it (class docstring)."""
+        if not self.is_training:
+            raise ValueError("only training batches are sharded; every rank scores on all images")
+        shard = copy.copy(self)
+        shard.rank, shard.world_size = rank, world_size
+        return shard
 
     def __len__(self) -> int:
         n = len(self.indices)
-        return n // self.batch_size if self.is_training else -(-n // self.batch_size)
+        if self.is_training:
+            return n // (self.batch_size * self.world_size)
+        return -(-n // self.batch_size)
 
     def epoch(self, epoch: int = 0, probabilities: np.ndarray | None = None) -> Iterator[Batch]:
         """The epoch's batches. With `probabilities` (one per image of `indices`) the epoch is
@@ -111,12 +132,19 @@ class BatchSource:
                                             generator=generator)]
         elif self.is_training:
             order = order[torch.randperm(len(order), generator=generator)]
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            chosen = order[start:start + self.batch_size]
-            images = self.images[chosen].float().div_(255.0)
+        # One process keeps drawing crops from the order's generator (runs made before sharding
+        # existed resume bit-identically); a rank of several has its own.
+        crops = (generator if self.world_size == 1 else
+                 torch.Generator().manual_seed((self.seed * 100_003 + epoch) * 1_009 + self.rank))
+        per_step = self.batch_size * self.world_size
+        for start in range(0, len(self) * per_step, per_step):
+            first = start + self.rank * self.batch_size
+            chosen = order[first:first + self.batch_size]
+            images = self._gather(self.images, chosen).float().div_(255.0)
             if self.is_training:
-                images = self._augment(images, generator)
-            yield self._to_device(self._normalise(images)), self._to_device(self.labels[chosen]), chosen
+                images = self._augment(images, crops)
+            yield (self._to_device(self._normalise(images)),
+                   self._to_device(self._gather(self.labels, chosen)), chosen)
 
     def one_batch(self, size: int, seed: int) -> Batch:
         """`size` images drawn without replacement by a generator seeded with `seed`, augmented
@@ -126,31 +154,40 @@ class BatchSource:
                             f"{len(self.indices)}; use more data or a proxy with a smaller batch")
         generator = torch.Generator().manual_seed(seed)
         chosen = self.indices[torch.randperm(len(self.indices), generator=generator)[:size]]
-        images = self.images[chosen].float().div_(255.0)
+        images = self._gather(self.images, chosen).float().div_(255.0)
         if self.is_training:
             images = self._augment(images, generator)
-        return (self._to_device(self._normalise(images)), self._to_device(self.labels[chosen]),
-                chosen)
+        return (self._to_device(self._normalise(images)),
+                self._to_device(self._gather(self.labels, chosen)), chosen)
+
+    @staticmethod
+    def _gather(tensor: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        return tensor[chosen.to(tensor.device, non_blocking=True)]
 
     def _normalise(self, images: torch.Tensor) -> torch.Tensor:
-        return (images - self.mean) / self.std
+        return (images - self.mean.to(images.device)) / self.std.to(images.device)
 
     def _to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        if tensor.device == self.device:
+            return tensor  # the dataset lives on the device already
         if self.device.type == "cuda":
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor.to(self.device)
 
     def _augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Random crops with zero padding and (flip-invariant data) flips; the offsets are drawn
+        on the CPU `generator` and applied wherever `images` are."""
         b, _, h, w = images.shape  # (B, C, H, W)
+        device = images.device
         padded = torch.nn.functional.pad(images, (self.pad,) * 4)
-        dy = torch.randint(0, 2 * self.pad + 1, (b,), generator=generator)
-        dx = torch.randint(0, 2 * self.pad + 1, (b,), generator=generator)
-        rows = (dy[:, None] + torch.arange(h))[:, None, :, None]  # (B, 1, H, 1)
-        cols = (dx[:, None] + torch.arange(w))[:, None, None, :]  # (B, 1, 1, W)
+        dy = torch.randint(0, 2 * self.pad + 1, (b,), generator=generator).to(device)
+        dx = torch.randint(0, 2 * self.pad + 1, (b,), generator=generator).to(device)
+        rows = (dy[:, None] + torch.arange(h, device=device))[:, None, :, None]  # (B, 1, H, 1)
+        cols = (dx[:, None] + torch.arange(w, device=device))[:, None, None, :]  # (B, 1, 1, W)
         cropped = padded.gather(2, rows.expand(b, padded.shape[1], h, padded.shape[3]))
         cropped = cropped.gather(3, cols.expand(b, padded.shape[1], h, w))
         if self.is_flip_invariant:
-            flip = torch.rand(b, generator=generator) < 0.5
+            flip = (torch.rand(b, generator=generator) < 0.5).to(device)
             cropped = torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
         return cropped
 
@@ -171,9 +208,27 @@ class DataSplits:
     val_stream: BatchSource
 
 
+RESIDENT_SHARE = 0.25  # of a GPU's free memory a dataset may take to live there whole
+
+
+def on_device_if_it_fits(data: ImageData, device: str) -> ImageData:
+    """`data` with its uint8 images and labels on a CUDA `device` when they take at most
+    `RESIDENT_SHARE` of its free memory (no host-device copy per batch then), else as it is."""
+    if torch.device(device).type != "cuda":
+        return data
+    free_bytes, _ = torch.cuda.mem_get_info(torch.device(device))
+    size = sum(t.numel() * t.element_size()
+               for t in (data.x_train, data.y_train, data.x_test, data.y_test))
+    if size > RESIDENT_SHARE * free_bytes:
+        return data
+    return dataclasses.replace(data, **{name: getattr(data, name).to(device) for name in
+                                        ("x_train", "y_train", "x_test", "y_test")})
+
+
 def make_splits(data: ImageData, config: DataConfig, seed: int, device: str = "cpu") -> DataSplits:
     train_idx, val_idx = split_train(data, config)
     mean, std = channel_stats(data.x_train[train_idx])
+    data = on_device_if_it_fits(data, device)
     common = dict(mean=mean, std=std, device=device)
     flip = data.is_flip_invariant
     # Stand-alone training uses every non-test image in use; held-out validation images from

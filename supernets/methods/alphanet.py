@@ -98,7 +98,7 @@ class AlphaNet(TrainingMethod):
         return self.config.paths_per_step
 
     def train_step(self, supernet: Supernet, images: torch.Tensor, labels: torch.Tensor,
-                   sample_ids: torch.Tensor, context: StepContext | None = None) -> float:
+                   sample_ids: torch.Tensor, context: StepContext | None = None) -> torch.Tensor:
         """Backward of every path into the same gradients; returns the summed logged losses
         (the largest's cross-entropy plus each student's divergence)."""
         context = context or self.context
@@ -107,11 +107,11 @@ class AlphaNet(TrainingMethod):
         loss = F.cross_entropy(logits, labels, label_smoothing=self.config.label_smoothing)
         context.backward(loss)
         teacher = logits.detach()  # soft targets: no gradient flows back into the teacher
-        total = float(loss.detach())
+        total = loss.detach()
         for arch in students:
             surrogate, value = self.distill(supernet(images, arch), teacher)
             context.backward(surrogate)
-            total += float(value)
+            total = total + value.detach()
         return total
 
     def clip_gradients(self, parameters: Sequence[torch.Tensor], max_norm: float) -> None:

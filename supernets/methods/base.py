@@ -11,7 +11,9 @@ through these calls:
   optimiser's state when they split).
 - `train_step(supernet, images, labels, sample_ids, context) -> float`: forward passes and
   exactly `backward_passes()` calls of `context.backward(loss)` (never `loss.backward()`);
-  returns the loss to log. `context.validation_batches()` gives validation data (bi-level
+  returns the loss to log, detached and on the device (the loop reads it every few steps: no
+  host-device synchronisation per step). `supernet` is what the passes run through: the
+  supernet, or under torchrun its DDP wrapper (`setup` received the supernet itself). `context.validation_batches()` gives validation data (bi-level
   methods), `context.all_reduce(t)` sums statistics over processes, `context.is_main` says
   whether this process writes. The loop then clips (`clip_gradients`) and steps.
 - hooks: `setup`, `on_epoch_start` (idempotent), `data_distribution`, `on_epoch_end`;
@@ -109,7 +111,7 @@ class TrainingMethod(StepMethod):
 
     @abstractmethod
     def train_step(self, supernet: Supernet, images: torch.Tensor, labels: torch.Tensor,
-                   sample_ids: torch.Tensor, context: StepContext | None = None) -> float:
+                   sample_ids: torch.Tensor, context: StepContext | None = None) -> torch.Tensor:
         """`context` None: a single process with no validation data (a step run by hand)."""
 
     def setup(self, model: nn.Module, optimizer: torch.optim.Optimizer | None, batches: Batches,
@@ -120,7 +122,9 @@ class TrainingMethod(StepMethod):
 
     def release_zero_gradients(self, supernet: Supernet) -> None:
         """The single-path rule after a step's backward passes (`release_zero_gradients`)."""
-        parameters = self._parameters if supernet is self.model else None
+        # `supernet` is the model `setup` received, or its DDP wrapper (`.module`).
+        is_own = supernet is self.model or getattr(supernet, "module", None) is self.model
+        parameters = self._parameters if is_own else None
         release_zero_gradients(parameters if parameters is not None else list(supernet.parameters()))
 
     def score(self, supernet: Supernet, arch: Architecture, data: ScoringData) -> float:

@@ -187,4 +187,8 @@ class GMNAS(SplitTraining):
             total += cosine_distances([torch.cat([g[i].reshape(-1) for i in shared])
                                        for g in gradients])
             used += 1
+        # Under torchrun each rank matched gradients on its shard of the batches: the mean over
+        # every rank's batches, so every rank splits alike.
+        sums = self.context.all_reduce(torch.from_numpy(np.append(total.ravel(), used)))
+        total, used = sums[:-1].numpy().reshape(total.shape), float(sums[-1])
         return total / max(used, 1)

@@ -32,6 +32,10 @@ reweight (plain batch-mean CE), which `importance_weighting=false` reproduces. T
 bounded by 1/(1-tau) <= epochs per image and per decision, so a path's, a product over
 decisions, can be large in spaces of many decisions (DARTS: 24); the loop's clipping bounds the
 step. `path_scores=code importance_weighting=false` is the official NB201 algorithm.
+
+Under torchrun the image scores of each step are gathered from every rank (`all_gather`) and
+the path scores come from the synchronised gradients, so every rank holds the same tables and
+draws the same paths and the same data distribution.
 """
 from __future__ import annotations
 
@@ -152,15 +156,16 @@ class PADA(TrainingMethod):
         return None if self._data_p is None else self._data_p.numpy()
 
     def train_step(self, supernet: Supernet, images: torch.Tensor, labels: torch.Tensor,
-                   sample_ids: torch.Tensor, context: StepContext | None = None) -> float:
+                   sample_ids: torch.Tensor, context: StepContext | None = None) -> torch.Tensor:
         """One sampled path, (importance-weighted) CE, backward; returns the loss to log."""
         context = context or self.context
         (indices,) = self.sampler.ask_indices(1)
         logits = supernet(images, self.space.from_indices(indices))  # (B, classes)
         smoothing = self.config.label_smoothing
         losses = F.cross_entropy(logits, labels, reduction="none", label_smoothing=smoothing)
-        self.record_sample_scores(sample_ids, logit_gradient_norms(logits.detach(), labels,
-                                                                   smoothing))
+        # Every rank records every rank's images, so the tables (and the checkpoint) are the run's.
+        scores = logit_gradient_norms(logits.detach(), labels, smoothing)
+        self.record_sample_scores(context.all_gather(sample_ids), context.all_gather(scores))
         path_weight, weights = 1.0, torch.ones_like(losses)
         if self.config.importance_weighting:
             path_weight = self.sampler.path_weight(indices)
@@ -173,7 +178,7 @@ class PADA(TrainingMethod):
         self._step = (indices, path_weight)
         # Logged without the path weight (too noisy to read), with the data weights, so the
         # curve estimates the same loss as SPOS's whatever images the epoch drew.
-        return float(data_weighted.detach())
+        return data_weighted.detach()
 
     def clip_gradients(self, parameters: Sequence[torch.Tensor], max_norm: float) -> None:
         """Clip as the loop does, then score the step's path with the path weight divided out:

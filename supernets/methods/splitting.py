@@ -126,7 +126,7 @@ class SplitTraining(TrainingMethod):
                                                     for k, v in state.items()}
 
     def train_step(self, supernet: Supernet, images: torch.Tensor, labels: torch.Tensor,
-                   sample_ids: torch.Tensor, context: StepContext | None = None) -> float:
+                   sample_ids: torch.Tensor, context: StepContext | None = None) -> torch.Tensor:
         (arch,) = self.sampler.ask(1)
         loss = single_path_step(supernet, arch, images, labels, self.config.label_smoothing,
                                 context or self.context)

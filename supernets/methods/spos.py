@@ -36,12 +36,12 @@ class SPOSConfig(MethodConfig):
 
 def single_path_step(supernet: Supernet, arch: Architecture, images: torch.Tensor,
                      labels: torch.Tensor, label_smoothing: float, context: StepContext,
-                     paths: int = 1) -> float:
+                     paths: int = 1) -> torch.Tensor:
     """Cross-entropy of one of a step's `paths` paths, divided by their number, backward;
-    returns that share of the step's loss."""
+    returns that share of the step's loss (detached, on the device)."""
     loss = F.cross_entropy(supernet(images, arch), labels, label_smoothing=label_smoothing) / paths
     context.backward(loss)
-    return float(loss.detach())
+    return loss.detach()
 
 
 class SPOS(TrainingMethod):
@@ -55,7 +55,7 @@ class SPOS(TrainingMethod):
         return self.config.paths
 
     def train_step(self, supernet: Supernet, images: torch.Tensor, labels: torch.Tensor,
-                   sample_ids: torch.Tensor, context: StepContext | None = None) -> float:
+                   sample_ids: torch.Tensor, context: StepContext | None = None) -> torch.Tensor:
         context = context or self.context
         loss = sum(single_path_step(supernet, arch, images, labels, self.config.label_smoothing,
                                     context, self.config.paths)

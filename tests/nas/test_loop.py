@@ -42,15 +42,28 @@ def _copy(state):
     return copy.deepcopy(state)
 
 
-def test_nan_loss_stops_with_the_step_named():
+def test_nan_loss_stops_the_run_before_any_checkpoint_holds_its_weights():
     class Exploding(StepMethod):
+        def backward_passes(self):
+            return 0
 
         def train_step(self, model, images, labels, ids):
-            return float("nan")
+            return torch.tensor(float("nan") if self.steps == 2 else 1.0)
+
+        def setup(self, *args):
+            self.steps = -1
+
+        def clip_gradients(self, parameters, max_norm):
+            self.steps += 1
 
     _, net, _, splits = _setup()
-    with pytest.raises(TrainingError, match="epoch 0 step 0"):
-        train(net, Exploding(), splits.train, TrainConfig(epochs=1))
+    saved = []
+    # The loss is read every few steps and before every checkpoint: the checkpoint due after
+    # step 4 is refused, and the error names the interval that went wrong.
+    with pytest.raises(TrainingError, match=r"loss became nan within global steps 0-3"):
+        train(net, Exploding(), splits.train, TrainConfig(epochs=1, checkpoint_every_steps=4),
+              save_checkpoint=saved.append)
+    assert saved == []
 
 
 def test_spos_leaves_unchosen_ops_untouched():
