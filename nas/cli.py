@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 from nas.config import (DEFAULT_METHOD, SUPERNET_TRAINING, DataConfig, SearchConfig,
                         SpaceConfig, TrainConfig)
 from nas.correlate import DEFAULT_SAMPLE as CORRELATE_SAMPLE
+from nas import torchrun
 from nas.errors import NasError
 from nas.groundtruth import DEFAULT_SAMPLE as GROUNDTRUTH_SAMPLE
 from nas.groundtruth import DEFAULT_SEEDS as GROUNDTRUTH_SEEDS
@@ -123,6 +124,13 @@ def _add_training(parser: argparse.ArgumentParser, defaults: TrainConfig) -> Non
     parser.add_argument("--time-budget", type=_duration, default=None,
                         metavar="TIME", help="train as many steps as fit in TIME (90s, 10m, "
                                              "1h30m); --epochs is then the upper bound")
+    parser.add_argument("--precision", default=defaults.precision,
+                        choices=("auto", "fp32", "bf16", "fp16"),
+                        help="training arithmetic: fp32, or bf16/fp16 autocast (fp16 with loss "
+                             "scaling); auto: bf16 (or fp16) on a GPU, fp32 on a CPU")
+    parser.add_argument("--channels-last", default=None, choices=("on", "off"),
+                        help="channels-last memory format for model and batches (default: on "
+                             "for CUDA, off on a CPU)")
     parser.add_argument("--keep-checkpoints", default=defaults.keep_checkpoints, metavar="N|S,S",
                         help="keep snapshots along the run for ranking-versus-budget curves: N "
                              "evenly spaced, or at steps such as 1000,5000 (default: none)")
@@ -171,7 +179,10 @@ def _train_config(args: argparse.Namespace) -> TrainConfig:
                        checkpoint_every_steps=args.checkpoint_every,
                        lr_schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
                        lr=args.lr, steps=steps, time_budget_s=time_budget,
-                       keep_checkpoints=args.keep_checkpoints)
+                       keep_checkpoints=args.keep_checkpoints, precision=args.precision,
+                       compile=getattr(args, "compile", False),
+                       channels_last=(None if args.channels_last is None
+                                      else args.channels_last == "on"))
 
 
 def _method_options(args: argparse.Namespace) -> dict[str, str]:
@@ -189,7 +200,8 @@ def _run_supernet(args: argparse.Namespace) -> None:
 
     space, data, train = _configs(args)
     run = api.supernet(space, data, train, args.method, _method_options(args), args.out)
-    print(f"supernet: {run / 'supernet.pt'}\nrun directory: {run}")
+    if torchrun.is_main():
+        print(f"supernet: {run / 'supernet.pt'}\nrun directory: {run}")
 
 
 def _run_search(args: argparse.Namespace) -> None:
@@ -210,6 +222,8 @@ def _run_search(args: argparse.Namespace) -> None:
                         args.supernet, args.out, audit=args.audit,
                         audit_epochs=args.audit_epochs or TrainConfig().epochs,
                         parallel=api.Parallel(args.storage, args.study, args.workers))
+    if not torchrun.is_main():
+        return  # the main process reports
     if result.best is None:
         print(f"no search (--trials 0); run directory {result.run_dir}")
         return
@@ -356,6 +370,15 @@ def _run_correlate_proxies(args: argparse.Namespace) -> None:
               f"{report['ground_truth']}\n{format_report(report)}\nwritten to {report['out']}")
 
 
+def _run_bench(args: argparse.Namespace) -> None:
+    from nas.bench import bench
+
+    rows = bench(args.out, args.only, args.quick, args.data)
+    missed = [f"{r['figure']} ({r['space']})" for r in rows if r["met"] is False]
+    print(f"{len(rows)} figures written to {args.out}"
+          + (f"; goal missed: {', '.join(missed)}" if missed else ""))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nas", description="Neural architecture search with "
                                      "weight-sharing supernets.")
@@ -432,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
                   _run_train)
     _add_shared(trn, is_space_required=True, defaults=_STANDALONE_TRAINING)
     trn.add_argument("--arch", required=True, help="architecture string of the space")
+    trn.add_argument("--compile", action="store_true",
+                     help="torch.compile the model's forward (faster steps on a GPU after a "
+                          "compilation of tens of seconds)")
 
     gt = command("groundtruth", "Train sampled architectures stand-alone (K seeds each) as "
                  "ground truth for nas correlate.", _run_groundtruth)
@@ -477,12 +503,33 @@ def build_parser() -> argparse.ArgumentParser:
                           "embedded digits)")
     cor.add_argument("--train-subset", type=_positive, default=None, metavar="N",
                      help="with --proxy: as the ground truth was trained")
+
+    from nas.bench import DEFAULT_OUT, PRODUCERS  # the producers' names, for --only's help
+
+    bch = command("bench", "Measure every speed figure against its baseline in the same run "
+                  "(bench.csv, machine.json, README.md).", _run_bench)
+    bch.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
+                     help=f"where the files go (default {DEFAULT_OUT})")
+    bch.add_argument("--only", default=None, metavar="NAME[,NAME]",
+                     help=f"run these producers: {', '.join(p.name for p in PRODUCERS)} "
+                          f"(default: all, in that order)")
+    bch.add_argument("--quick", action="store_true",
+                     help="tiny sizes, 2 steps, 1 repeat: checks the command in seconds; "
+                          "its figures are not measurements")
+    bch.add_argument("--data", default=None, metavar="PATH",
+                     help="data the scoring producer scores batches of (default: its own)")
     return parser
+
+
+_DISTRIBUTED_COMMANDS = ("supernet", "search")  # what torchrun can run (nas/torchrun.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if torchrun.is_launched() and args.command not in _DISTRIBUTED_COMMANDS:
+            raise NasError(f"nas {args.command} runs in one process; torchrun trains supernets "
+                           f"(nas supernet, nas search): run it without torchrun")
         args.run(args)
     except NasError as error:
         print(f"nas {args.command}: error: {error}", file=sys.stderr)
@@ -491,6 +538,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nas {args.command}: interrupted; run the same command again to resume",
               file=sys.stderr)
         return 130
+    finally:
+        torchrun.finish()
     return 0
 
 

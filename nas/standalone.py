@@ -1,6 +1,8 @@
 """Training one architecture stand-alone, through the same loop as supernets."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,11 +18,16 @@ MODEL_CHECKPOINT_FORMAT = "nas-standalone"
 
 
 class StandaloneStep(StepMethod):
-    """The loop's step for a plain model: cross-entropy on its own output, no sampling."""
+    """The loop's step for a plain model: cross-entropy on its own output, no sampling.
+    `forward` replaces the model's own (a `torch.compile`d one, sharing its parameters)."""
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        self.forward = forward
 
     def train_step(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                    sample_ids: torch.Tensor, context: StepContext | None = None) -> torch.Tensor:
-        loss = F.cross_entropy(model(images), labels)
+        forward = model if self.forward is None else self.forward
+        loss = F.cross_entropy(forward(images), labels)
         (context or StepContext()).backward(loss)
         return loss.detach()
 
@@ -46,7 +53,7 @@ def train_model(run: RunDir, arch: Architecture, problem: SearchProblem,
     header = {"format": MODEL_CHECKPOINT_FORMAT, "arch": str(arch)}
     resume_from = load_checkpoint(path, MODEL_CHECKPOINT_FORMAT) if path.exists() else None
     log_scalar = run.tensorboard()
-    step = StandaloneStep()
+    step = StandaloneStep(torch.compile(model) if train_config.compile else None)
     try:
         train(model, step, problem.splits.full_train, train_config,
               resume_from=resume_from, log_scalar=log_scalar, description=f"train {arch.space}",

@@ -47,6 +47,9 @@ class TrainConfig:
     # Channels-last memory format for model and batches (faster convolutions on GPUs with
     # tensor cores); None: on for CUDA, off on CPU.
     channels_last: bool | None = None
+    # torch.compile a stand-alone model's forward (`nas train --compile`); a supernet's graph
+    # changes with every path, so supernet runs refuse it.
+    compile: bool = False
     checkpoint_every_steps: int = 100  # also at every epoch end; 0 = only at epoch ends
     # Budgets beside `epochs` (`supernets/budget.py`): exactly `steps` optimiser steps, or as many
     # as fit in `time_budget_s` seconds (then `epochs` is the upper bound). At most one.

@@ -87,3 +87,21 @@ def test_channels_last_trains_the_same_network():
     train(reference, method, splits.train, TrainConfig(steps=10, channels_last=False))
     for a, b in zip(net.parameters(), reference.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_compiled_stand_alone_model_trains_as_the_eager_one():
+    from nas.standalone import StandaloneStep
+
+    space = get_space("nb201", Skeleton(1, 10, 8, width=4, cells=1))
+    splits = make_splits(load_data(None), DataConfig(batch_size=32), 0)
+    arch = space.sample(__import__("numpy").random.default_rng(0))
+    models = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = space.build_model(arch)
+        # aot_eager traces the model as inductor does, without compiling C++ for seconds.
+        step = StandaloneStep(torch.compile(model, backend="aot_eager") if compiled else None)
+        train(model, step, splits.full_train, TrainConfig(steps=3, checkpoint_every_steps=0))
+        models.append(model)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

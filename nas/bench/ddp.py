@@ -1,0 +1,66 @@
+"""DDP scaling on this machine: 2 processes' training throughput ÷ (2 × one process's).
+
+    nas bench --only ddp
+
+Each process trains with one thread (`torch.set_num_threads(1)`), so one process uses one
+core and two use two: the figure is how much of the second core DDP turns into throughput.
+Both runs use the real loop (SPOS, `nas.bench.throughput`): the 2-process one through
+`supernets.ddp.DistributedContext` (gloo, DistributedDataParallel with
+find_unused_parameters), each process at the one process's batch size, so the global batch
+doubles, as it does under torchrun. Goal >= 0.8.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from nas.bench.rows import make_row
+from nas.bench.skeletons import describe, skeleton
+from nas.bench.throughput import Throughput, images_per_second
+
+GOAL = ">= 0.8"
+WORLD = 2
+
+
+def _rank(rank: int, world: int, bench: Throughput, quick: bool, folder: str) -> None:
+    torch.set_num_threads(1)
+    context = None
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
+                                world_size=world)
+        from supernets.ddp import DistributedContext
+
+        context = DistributedContext()
+    try:
+        rate = images_per_second(bench, quick, context)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+    if rank == 0:
+        Path(folder, f"world{world}").write_text(repr(rate))
+
+
+def _throughput(world: int, bench: Throughput, quick: bool) -> float:
+    with tempfile.TemporaryDirectory() as folder:
+        mp.spawn(_rank, args=(world, bench, quick, folder), nprocs=world)
+        return float(Path(folder, f"world{world}").read_text())
+
+
+def ddp_rows(quick: bool = False) -> list[dict]:
+    rows = []
+    for space in ("nb201", "darts"):
+        bench = Throughput(space=space)
+        bench = bench.quick() if quick else bench
+        one = _throughput(1, bench, quick)
+        two = _throughput(WORLD, bench, quick)
+        rows.append(make_row(
+            f"DDP {WORLD} CPU processes: images/s ÷ ({WORLD} × one process)", space,
+            WORLD * one, two, "images/s", goal=GOAL,
+            detail=f"{describe(skeleton(space, quick))}, gloo, 1 thread a process, batch "
+                   f"{bench.batch} a process, {bench.steps} timed steps; one process "
+                   f"{one:.1f} images/s"))
+    return rows
