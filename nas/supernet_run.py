@@ -5,6 +5,7 @@ can never be evaluated as another space's or another method's supernet.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -12,12 +13,12 @@ from typing import Any, Mapping
 import torch
 
 from nas.config import DataConfig, SpaceConfig, TrainConfig
-from nas.data import DataSplits, load_data, make_splits
+from nas.data import BatchSource, DataSplits, PreparedBatches, load_data, make_splits
 from nas.errors import CheckpointError, ConfigError
 from nas.results import RunDir, atomic_torch_save, load_checkpoint
 from search_spaces import Architecture, SearchSpace, Skeleton, Supernet, get_space
 from nas import torchrun
-from supernets import METHODS, ScoringData, StepContext, TrainingMethod, train
+from supernets import METHODS, ScoringData, TrainingMethod, train
 from nas.config import parse_options, with_added_defaults
 
 SUPERNET_FORMAT = "nas-supernet"
@@ -53,8 +54,36 @@ class SearchProblem:
     device: str
 
     def scoring_data(self) -> ScoringData:
-        """Search-validation accuracy, BatchNorm recalibrated on un-augmented training batches."""
-        return ScoringData(self.splits.val, self.splits.calibration)
+        """Search-validation accuracy, BatchNorm recalibrated on un-augmented training batches;
+        prepared on first use and shared by every later scoring of this problem."""
+        return self._scoring_data
+
+    @functools.cached_property
+    def _scoring_data(self) -> ScoringData:
+        return prepare_scoring_data(self.splits.val, self.splits.calibration)
+
+
+# Batches of eval-mode scoring, whose images are independent. On a CPU, channels-last batches
+# of about 32k pixels (128 images of 16x16, 32 of 32x32) ran fastest (`nas.bench.scoring`):
+# larger ones make activations of many MB, which malloc maps afresh for every op and the kernel
+# then faults in page by page; NCHW batches of 256 ran 1.3x (NB201, C=8) to 2.7x (DARTS, C=16)
+# slower. A GPU wants large batches instead, to keep it busy.
+PER_IMAGE_BATCH_CPU_PIXELS = 32_768
+PER_IMAGE_BATCH_GPU = 1024
+
+
+def prepare_scoring_data(evaluation: BatchSource, calibration: BatchSource | None) -> ScoringData:
+    """Scoring data over two fixed sources, prepared once (`nas.data.PreparedBatches`): their own
+    batches (recalibration, batch-statistics scoring), and the evaluation images again in the
+    batches and layout eval-mode scoring runs fastest in on their device."""
+    if evaluation.device.type == "cpu":
+        height, width = evaluation.images.shape[-2:]
+        batch = max(1, PER_IMAGE_BATCH_CPU_PIXELS // (height * width))
+        per_image = PreparedBatches(evaluation, batch, channels_last=True)
+    else:
+        per_image = PreparedBatches(evaluation, PER_IMAGE_BATCH_GPU)
+    return ScoringData(PreparedBatches(evaluation),
+                       None if calibration is None else PreparedBatches(calibration), per_image)
 
 
 def build_problem(space: SpaceConfig, data: DataConfig, seed: int, device: str) -> SearchProblem:
@@ -81,6 +110,9 @@ class TrainedSupernet:
 
 def supernet_settings(space: SpaceConfig, data: DataConfig, train_config: TrainConfig,
                       method: str, method_options: Mapping[str, Any]) -> dict[str, Any]:
+    if train_config.compile:
+        raise ConfigError("--compile compiles stand-alone models (nas train); a supernet's "
+                          "graph changes with every path it trains")
     method_class = METHODS.get(method)
     method_config = parse_options(method_class.config_class,
                                   [f"{k}={v}" for k, v in method_options.items()], "method option")

@@ -34,8 +34,8 @@ from nas.groundtruth import sample_architectures
 from nas.ranking import kendall_tau
 from nas.results import RunDir, atomic_write_csv, atomic_write_json
 from nas.standalone import check_standalone_training, train_model
-from nas.supernet_run import TrainedSupernet
-from supernets import ScoringData, TrainConfig
+from nas.supernet_run import TrainedSupernet, prepare_scoring_data
+from supernets import TrainConfig
 from supernets.progress import Progress
 
 TRUST_FILE = "trust.json"
@@ -94,9 +94,9 @@ def assess(run: RunDir, trained: TrainedSupernet, trials: pd.DataFrame,
         raise ConfigError("judging a ranking needs at least 2 distinct architectures; search "
                           "with more --trials")
     top = trials.head(NOISE_TOP)
-    data = trained.problem.scoring_data()
-    second = ScoringData(redrawn(data.evaluation, REDRAW_SEED),
-                         None if data.calibration is None else redrawn(data.calibration, REDRAW_SEED))
+    splits = trained.problem.splits
+    second = prepare_scoring_data(redrawn(splits.val, REDRAW_SEED),
+                                  redrawn(splits.calibration, REDRAW_SEED))
     space, method, net = trained.problem.space, trained.method, trained.supernet
     rescored = np.array([method.score(net, space.parse(a), second) for a in top["arch"]])
     first = top[column].to_numpy(dtype=float)

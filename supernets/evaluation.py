@@ -12,6 +12,7 @@ by its own statistics, as supernets built without running statistics do (PA&DA, 
 """
 from __future__ import annotations
 
+import itertools
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Protocol
@@ -30,10 +31,23 @@ class EvaluationSource(Protocol):
 class ScoringData:
     """The data a method scores an architecture on: `evaluation` batches (search-validation
     for search and ranking, test for reported accuracy) and, for BatchNorm recalibration,
-    un-augmented training batches (`calibration`; how many is the method's setting)."""
+    un-augmented training batches (`calibration`; how many is the method's setting).
+
+    `per_image_evaluation`, where given, holds the evaluation images again in whatever batches
+    and memory layout run fastest (`nas.data.PreparedBatches`): for a score with running
+    statistics, which treats every image alone, so the grouping changes no prediction beyond
+    float rounding. Batch-statistics scoring normalises each batch by itself and always reads
+    `evaluation`'s batches.
+    """
 
     evaluation: EvaluationSource
     calibration: EvaluationSource | None = None
+    per_image_evaluation: EvaluationSource | None = None
+
+    def per_image_batches(self) -> Iterator[Any]:
+        """The evaluation batches for a score that treats every image alone (eval mode)."""
+        source = self.evaluation if self.per_image_evaluation is None else self.per_image_evaluation
+        return source.epoch(0)
 
 
 def batchnorms(module: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -67,24 +81,25 @@ def recalibrate_batchnorm(module: nn.Module, forward: Forward, batches: Iterable
     for bn in layers:
         bn.reset_running_stats()
     with _batchnorm_mode(module, layers, is_training=True, momentum=None):
-        for i, (images, *_rest) in enumerate(batches):
-            if i >= num_batches:
-                break
+        for images, *_rest in itertools.islice(batches, num_batches):
             forward(images)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def accuracy(module: nn.Module, forward: Forward, batches: Iterable, *,
              batch_statistics: bool = False) -> float:
     """Top-1 accuracy in percent of `forward` over `batches`, in eval mode.
 
     With `batch_statistics` every BatchNorm normalises by the batch's own statistics (train
-    mode with momentum 0, so the stored running statistics stay as they were).
+    mode with momentum 0, so the stored running statistics stay as they were). The count of
+    correct predictions stays on the device and is read once, at the end: reading it per batch
+    would wait for every batch's forward on a GPU.
     """
     layers = batchnorms(module) if batch_statistics else []
-    correct = total = 0
+    correct: torch.Tensor | int = 0
+    total = 0
     with _batchnorm_mode(module, layers, is_training=False, momentum=0.0):
         for images, labels, *_rest in batches:
-            correct += int((forward(images).argmax(dim=1) == labels).sum())
+            correct = correct + (forward(images).argmax(dim=1) == labels).sum()
             total += len(labels)
-    return 100.0 * correct / max(total, 1)
+    return 100.0 * int(correct) / max(total, 1)

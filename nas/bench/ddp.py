@@ -7,7 +7,8 @@ core and two use two: the figure is how much of the second core DDP turns into t
 Both runs use the real loop (SPOS, `nas.bench.throughput`): the 2-process one through
 `supernets.ddp.DistributedContext` (gloo, DistributedDataParallel with
 find_unused_parameters), each process at the one process's batch size, so the global batch
-doubles, as it does under torchrun. Goal >= 0.8.
+doubles, as it does under torchrun. Goal >= 0.8. A second figure, without a goal, is what
+the DDP wrapper itself costs: one process through DDP (a 1-process group) ÷ one without.
 """
 from __future__ import annotations
 
@@ -26,10 +27,11 @@ GOAL = ">= 0.8"
 WORLD = 2
 
 
-def _rank(rank: int, world: int, bench: Throughput, quick: bool, folder: str) -> None:
+def _rank(rank: int, world: int, bench: Throughput, quick: bool, folder: str,
+          is_wrapped: bool) -> None:
     torch.set_num_threads(1)
     context = None
-    if world > 1:
+    if is_wrapped:
         dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank,
                                 world_size=world)
         from supernets.ddp import DistributedContext
@@ -38,16 +40,17 @@ def _rank(rank: int, world: int, bench: Throughput, quick: bool, folder: str) ->
     try:
         rate = images_per_second(bench, quick, context)
     finally:
-        if world > 1:
+        if is_wrapped:
             dist.destroy_process_group()
     if rank == 0:
-        Path(folder, f"world{world}").write_text(repr(rate))
+        Path(folder, "rate").write_text(repr(rate))
 
 
-def _throughput(world: int, bench: Throughput, quick: bool) -> float:
+def _throughput(world: int, bench: Throughput, quick: bool, is_wrapped: bool) -> float:
+    """Images/s of `world` processes, through DDP if `is_wrapped` (a 1-process group then)."""
     with tempfile.TemporaryDirectory() as folder:
-        mp.spawn(_rank, args=(world, bench, quick, folder), nprocs=world)
-        return float(Path(folder, f"world{world}").read_text())
+        mp.spawn(_rank, args=(world, bench, quick, folder, is_wrapped), nprocs=world)
+        return float(Path(folder, "rate").read_text())
 
 
 def ddp_rows(quick: bool = False) -> list[dict]:
@@ -55,12 +58,18 @@ def ddp_rows(quick: bool = False) -> list[dict]:
     for space in ("nb201", "darts"):
         bench = Throughput(space=space)
         bench = bench.quick() if quick else bench
-        one = _throughput(1, bench, quick)
-        two = _throughput(WORLD, bench, quick)
+        one = _throughput(1, bench, quick, is_wrapped=False)
+        wrapped = _throughput(1, bench, quick, is_wrapped=True)
+        two = _throughput(WORLD, bench, quick, is_wrapped=True)
+        shape = describe(skeleton(space, quick))
+        rows.append(make_row(
+            "DDP's own cost: 1 process through DDP ÷ without, images/s", space, one, wrapped,
+            "images/s", detail=f"{shape}, gloo, find_unused_parameters (a graph walk per "
+                               f"forward pass), all gradient buckets reduced every step"))
         rows.append(make_row(
             f"DDP {WORLD} CPU processes: images/s ÷ ({WORLD} × one process)", space,
             WORLD * one, two, "images/s", goal=GOAL,
-            detail=f"{describe(skeleton(space, quick))}, gloo, 1 thread a process, batch "
+            detail=f"{shape}, gloo, 1 thread a process, batch "
                    f"{bench.batch} a process, {bench.steps} timed steps; one process "
                    f"{one:.1f} images/s"))
     return rows

@@ -136,7 +136,7 @@ class TrainingMethod(StepMethod):
         if self.config.bn_mode == "batch-stats":
             return accuracy(supernet, forward, data.evaluation.epoch(0), batch_statistics=True)
         self.calibrate(supernet, arch, data)
-        return accuracy(supernet, forward, data.evaluation.epoch(0))
+        return accuracy(supernet, forward, data.per_image_batches())
 
     def calibrate(self, supernet: Supernet, arch: Architecture, data: ScoringData) -> None:
         """Recompute every BatchNorm's running statistics for `arch` (what an exported model
