@@ -7,8 +7,9 @@ core and two use two: the figure is how much of the second core DDP turns into t
 Both runs use the real loop (SPOS, `nas.bench.throughput`): the 2-process one through
 `supernets.ddp.DistributedContext` (gloo, DistributedDataParallel with
 find_unused_parameters), each process at the one process's batch size, so the global batch
-doubles, as it does under torchrun. Goal >= 0.8. A second figure, without a goal, is what
-the DDP wrapper itself costs: one process through DDP (a 1-process group) ÷ one without.
+doubles, as it does under torchrun. Goal >= 0.8. Two figures without a goal place it: what
+the DDP wrapper itself costs (one process through DDP, a 1-process group, ÷ one without), and
+the machine's own ceiling (two independent trainings side by side ÷ twice one alone).
 """
 from __future__ import annotations
 
@@ -42,15 +43,17 @@ def _rank(rank: int, world: int, bench: Throughput, quick: bool, folder: str,
     finally:
         if is_wrapped:
             dist.destroy_process_group()
-    if rank == 0:
-        Path(folder, "rate").write_text(repr(rate))
+    Path(folder, f"rate{rank}").write_text(repr(rate))
 
 
 def _throughput(world: int, bench: Throughput, quick: bool, is_wrapped: bool) -> float:
-    """Images/s of `world` processes, through DDP if `is_wrapped` (a 1-process group then)."""
+    """Images/s of `world` processes: one DDP group if `is_wrapped` (its main rank counts every
+    rank's images; a 1-process group measures the wrapper alone), else `world` independent
+    single-process trainings side by side (summed: the machine's own ceiling)."""
     with tempfile.TemporaryDirectory() as folder:
         mp.spawn(_rank, args=(world, bench, quick, folder, is_wrapped), nprocs=world)
-        return float(Path(folder, "rate").read_text())
+        rates = [float(Path(folder, f"rate{r}").read_text()) for r in range(world)]
+    return rates[0] if is_wrapped else sum(rates)
 
 
 def ddp_rows(quick: bool = False) -> list[dict]:
@@ -61,7 +64,13 @@ def ddp_rows(quick: bool = False) -> list[dict]:
         one = _throughput(1, bench, quick, is_wrapped=False)
         wrapped = _throughput(1, bench, quick, is_wrapped=True)
         two = _throughput(WORLD, bench, quick, is_wrapped=True)
+        apart = _throughput(WORLD, bench, quick, is_wrapped=False)
         shape = describe(skeleton(space, quick))
+        rows.append(make_row(
+            f"machine's ceiling: {WORLD} independent processes' images/s ÷ ({WORLD} × one)",
+            space, WORLD * one, apart, "images/s",
+            detail=f"{shape}, no communication at all: what {WORLD} processes can reach on "
+                   f"these cores (shared caches, memory bandwidth, SMT)"))
         rows.append(make_row(
             "DDP's own cost: 1 process through DDP ÷ without, images/s", space, one, wrapped,
             "images/s", detail=f"{shape}, gloo, find_unused_parameters (a graph walk per "
