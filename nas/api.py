@@ -25,9 +25,8 @@ from nas.search_run import BEST_FILE, SUPERNET_COLUMN, TRIALS_FILE
 from nas.search_workers import Parallel, check_shared, search_in, training_free_scorer
 from nas.standalone import StandaloneStep, check_standalone_training, train_model
 from nas.trust import Audit, Trust, assess, audit as audit_search
-from nas.supernet_run import (SearchProblem, build_method, build_problem, load_supernet,
-                              supernet_settings, train_supernet_in)
-from supernets.budget import check_warmup
+from nas.supernet_run import (SearchProblem, build_method, build_problem, check_training,
+                              load_supernet, supernet_settings, train_supernet_in)
 from search_spaces import Architecture
 
 __all__ = ["DataConfig", "Parallel", "SearchConfig", "SpaceConfig", "TrainConfig", "export",
@@ -72,7 +71,7 @@ def supernet(space: SpaceConfig = SpaceConfig(), data: DataConfig = DataConfig()
                 **supernet_settings(space, data, train_config, method, method_options or {})}
     problem = build_problem(space, data, train_config.seed, train_config.device)
     build_method(settings, problem.space)  # options that do not fit the space fail before any file
-    check_warmup(train_config, len(problem.splits.train))
+    check_training(train_config, problem, len(problem.splits.train))
     torchrun.start(problem.device)
     run = torchrun.open_run(out or RunDir.default_path(f"supernet-{space.name}"), settings,
                             with_added_defaults)
@@ -126,7 +125,7 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
                     **supernet_settings(space, data, train_config, method, method_options or {})}
         problem = build_problem(space, data, train_config.seed, train_config.device)
         build_method(settings, problem.space)  # options that do not fit the space fail first
-        check_warmup(train_config, len(problem.splits.train))
+        check_training(train_config, problem, len(problem.splits.train))
         check_shared(parallel, problem, search_config, SUPERNET_COLUMN)
         torchrun.start(problem.device)
         run = torchrun.open_run(out or RunDir.default_path(space.name), settings,

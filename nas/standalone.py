@@ -9,10 +9,9 @@ from torch import nn
 
 from nas.errors import ConfigError
 from nas.results import RunDir, atomic_torch_save, load_checkpoint
-from nas.supernet_run import SearchProblem
+from nas.supernet_run import SearchProblem, check_training
 from search_spaces import Architecture
 from supernets import ScoringData, StepContext, StepMethod, TrainConfig, train
-from supernets.budget import check_warmup
 
 MODEL_CHECKPOINT_FORMAT = "nas-standalone"
 
@@ -37,7 +36,7 @@ def check_standalone_training(train_config: TrainConfig, problem: SearchProblem)
     if train_config.keep_checkpoints:
         raise ConfigError("--keep-checkpoints keeps snapshots of supernet runs; stand-alone "
                           "training keeps only its resumable checkpoint, so drop it")
-    check_warmup(train_config, len(problem.splits.full_train))
+    check_training(train_config, problem, len(problem.splits.full_train))
 
 
 def train_model(run: RunDir, arch: Architecture, problem: SearchProblem,

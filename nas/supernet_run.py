@@ -18,6 +18,8 @@ from nas.errors import CheckpointError, ConfigError
 from nas.results import RunDir, atomic_torch_save, load_checkpoint
 from search_spaces import Architecture, SearchSpace, Skeleton, Supernet, get_space
 from nas import torchrun
+from supernets.budget import check_warmup
+from supernets.precision import resolve_precision
 from supernets import METHODS, ScoringData, TrainingMethod, train
 from nas.config import parse_options, with_added_defaults
 
@@ -84,6 +86,14 @@ def prepare_scoring_data(evaluation: BatchSource, calibration: BatchSource | Non
         per_image = PreparedBatches(evaluation, PER_IMAGE_BATCH_GPU)
     return ScoringData(PreparedBatches(evaluation),
                        None if calibration is None else PreparedBatches(calibration), per_image)
+
+
+def check_training(train_config: TrainConfig, problem: SearchProblem, steps_per_epoch: int
+                   ) -> None:
+    """Training options that cannot work here fail before a run directory is made: a warm-up
+    longer than the budget, a precision this device lacks."""
+    check_warmup(train_config, steps_per_epoch)
+    resolve_precision(train_config.precision, problem.device)
 
 
 def build_problem(space: SpaceConfig, data: DataConfig, seed: int, device: str) -> SearchProblem:

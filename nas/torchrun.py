@@ -47,7 +47,12 @@ def local_device(device: str) -> str:
     if ":" in device:
         raise ConfigError(f"--device {device} names one GPU, but under torchrun each process "
                           f"takes the GPU of its local rank; use --device cuda or auto")
-    return f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if local_rank >= torch.cuda.device_count():
+        raise ConfigError(f"torchrun started local rank {local_rank}, but this machine has "
+                          f"{torch.cuda.device_count()} CUDA device(s); give --nproc-per-node "
+                          f"at most {torch.cuda.device_count()}")
+    return f"cuda:{local_rank}"
 
 
 def start(device: str) -> None:

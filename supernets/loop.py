@@ -12,79 +12,22 @@ from __future__ import annotations
 import inspect
 import math
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 import torch
 from torch import nn
 
-from nas.errors import CheckpointError, ConfigError, TrainingError
+from nas.errors import CheckpointError, ConfigError
 from supernets.budget import StepBudget, check_warmup
 from supernets.evaluation import ScoringData, accuracy
-from supernets.precision import PRECISIONS, Precision
+from supernets.precision import Precision
+from supernets.loss_log import LOG_EVERY_STEPS, LossLog
 from supernets.progress import Progress
 from supernets.step_context import Batches, StepContext
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 30
-    lr: float = 0.05               # PA&DA / SPOS-on-NB201 supernet learning rate
-    momentum: float = 0.9
-    nesterov: bool = True          # NB201 benchmark and Few-Shot NAS training use Nesterov
-    weight_decay: float = 2.5e-4   # PA&DA NB201 supernet
-    grad_clip_norm: float = 5.0    # DARTS / PA&DA clip gradient norm to 5
-    warmup_epochs: int = 0         # NB201 trains without warm-up
-    # How to Train Your Super-Net: the schedule matters more than most heuristics. Cosine is what
-    # NB201, SPOS-on-NB201 (PA&DA), Few-Shot NAS and GM-NAS use; SPOS on ImageNet decays linearly.
-    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    seed: int = 0
-    device: str = "auto"  # cuda when there is one (`nas.supernet_run.resolve_device`)
-    # fp32, bf16 or fp16 autocast (`supernets/precision.py`); auto: bf16/fp16 on a GPU, fp32 on CPU.
-    precision: str = "auto"
-    # Channels-last memory format for model and batches (faster convolutions on GPUs with
-    # tensor cores); None: on for CUDA, off on CPU.
-    channels_last: bool | None = None
-    # torch.compile a stand-alone model's forward (`nas train --compile`); a supernet's graph
-    # changes with every path, so supernet runs refuse it.
-    compile: bool = False
-    checkpoint_every_steps: int = 100  # also at every epoch end; 0 = only at epoch ends
-    # Budgets beside `epochs` (`supernets/budget.py`): exactly `steps` optimiser steps, or as many
-    # as fit in `time_budget_s` seconds (then `epochs` is the upper bound). At most one.
-    steps: int | None = None
-    time_budget_s: float | None = None
-    # Snapshots kept along the run for ranking-versus-budget curves: "" none, "N" at N evenly
-    # spaced steps (the last one the end), or steps "1000,5000".
-    keep_checkpoints: str = ""
-
-    def __post_init__(self) -> None:
-        if self.epochs < 0:
-            raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
-        if not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
-        if self.lr_schedule not in ("cosine", "linear", "constant"):
-            raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; choose cosine, linear "
-                              f"or constant")
-        if not 0 <= self.warmup_epochs <= max(self.epochs, 0):
-            raise ConfigError(f"warmup_epochs must lie in [0, epochs={self.epochs}], got "
-                              f"{self.warmup_epochs}")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"steps must be >= 1, got {self.steps}")
-        if self.time_budget_s is not None and not (self.time_budget_s > 0
-                                                   and math.isfinite(self.time_budget_s)):
-            raise ConfigError(f"time_budget_s must be a number of seconds > 0, got "
-                              f"{self.time_budget_s}")
-        if self.steps is not None and self.time_budget_s is not None:
-            raise ConfigError("give one budget: --steps or --time-budget, not both")
-        kept_steps(self.keep_checkpoints, 1)  # a malformed value fails now, not mid-run
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r}; choose "
-                              f"{', '.join(PRECISIONS)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+from supernets.train_config import TrainConfig, kept_steps
 
 
 @dataclass
@@ -129,23 +72,6 @@ class Optimisation:
                                       f"method builds {sorted(own)}; resume with the same method")
             for name, item in own.items():
                 item.load_state_dict(state[kind][name])
-
-
-def kept_steps(spec: str, total_steps: int) -> set[int]:
-    """The steps (counted from 1) after which `keep_checkpoints = spec` keeps a snapshot."""
-    text = spec.strip()
-    if not text:
-        return set()
-    try:
-        values = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise ConfigError(f"keep_checkpoints is a count N or steps such as 1000,5000; got {spec!r}")
-    if "," not in text:
-        count = values[0]
-        return {max(1, round(total_steps * i / count)) for i in range(1, count + 1)}
-    return {v for v in values if v <= total_steps}
 
 
 def _schedule(kind: str, budget: StepBudget, warmup_steps: int) -> Callable[[int], float]:
@@ -236,42 +162,6 @@ class StepMethod:
         """Default: stateless."""
 
 
-LOG_EVERY_STEPS = 10  # the loss is read from the device (and checked) this often
-
-
-class _LossLog:
-    """Losses summed on the device and read every `LOG_EVERY_STEPS` steps, before every
-    checkpoint and at the end: one device-to-host read per interval, not per step. The mean over
-    the interval and over processes is what is logged; a non-finite one stops the run before
-    any checkpoint holds its weights."""
-
-    def __init__(self, context: StepContext) -> None:
-        self.context = context
-        self.total: torch.Tensor | float = 0.0
-        self.count, self.first_step = 0, 0
-
-    def add(self, loss: torch.Tensor | float, global_step: int) -> None:
-        if self.count == 0:
-            self.first_step = global_step
-        loss = loss.detach().float() if torch.is_tensor(loss) else loss
-        self.total = self.total + loss
-        self.count += 1
-
-    def read(self, last_saved: str) -> float | None:
-        """The interval's mean loss (None if empty), raising if it is not finite."""
-        if self.count == 0:
-            return None
-        total = torch.as_tensor(self.total, dtype=torch.float64).reshape(1).cpu()
-        self.context.all_reduce(total)
-        mean = float(total) / (self.count * self.context.world_size)
-        steps = f"global steps {self.first_step}-{self.first_step + self.count - 1}"
-        self.total, self.count = 0.0, 0
-        if not math.isfinite(mean):
-            raise TrainingError(f"loss became {mean} within {steps}; the last checkpoint is "
-                                f"{last_saved}; lower the learning rate")
-        return mean
-
-
 def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainConfig, *,
           validation: Batches | None = None, context: StepContext | None = None,
           resume_from: Mapping[str, Any] | None = None,
@@ -297,7 +187,11 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
         raise ConfigError("the training set is smaller than one batch; lower --batch-size")
     context = context if context is not None else StepContext(validation)
     device = next(model.parameters()).device
-    context.precision = Precision(config.precision, str(device))
+    # A run continues in the precision it began with (a checkpoint from before precisions
+    # were recorded trained in fp32), whatever "auto" means on the machine it resumes on.
+    began = (resume_from.get("precision", {"name": "fp32"})["name"]
+             if resume_from is not None else config.precision)
+    context.precision = Precision(began, str(device))
     channels_last = (config.channels_last if config.channels_last is not None
                      else device.type == "cuda")
     if channels_last:
@@ -313,6 +207,14 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
     start_epoch, start_step = 0, 0
     elapsed_s = float(resumed.get("elapsed_s", 0.0))
     if resume_from is not None:
+        trained_by = int(resume_from.get("world_size", 1))
+        if trained_by != context.world_size:
+            raise CheckpointError(f"the checkpoint was trained by {trained_by} process(es) and "
+                                  f"this run has {context.world_size}: its steps count other "
+                                  f"batches; resume with torchrun --nproc-per-node {trained_by}"
+                                  if trained_by > 1 else
+                                  f"the checkpoint was trained by 1 process and this run has "
+                                  f"{context.world_size}; resume it without torchrun")
         model.load_state_dict(resume_from["model"])
         optimisation.load_state_dict(resume_from)
         method.load_state_dict(resume_from["method"])
@@ -339,7 +241,7 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
     first_step, first_elapsed_s = steps_done, elapsed_s  # this process's rate, for a time budget
     # The snapshot steps, once the budget's total is known (a time budget learns it early).
     keep = kept_steps(config.keep_checkpoints, budget.total) if budget.is_resolved else set()
-    losses = _LossLog(context)
+    losses = LossLog(context)
 
     def log_loss() -> None:
         mean = losses.read(last_saved)
@@ -356,7 +258,8 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
                 "torch_rng": torch.get_rng_state(),
                 "total_steps": budget.total if budget.is_resolved else None,
                 "steps_done": steps_done, "elapsed_s": elapsed_s,
-                "finished": budget.is_resolved and steps_done >= budget.total}
+                "finished": budget.is_resolved and steps_done >= budget.total,
+                "world_size": context.world_size}
 
     def checkpoint(epoch: int, step: int) -> None:
         nonlocal last_saved
@@ -407,6 +310,7 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
                         torch.tensor([budget.total], dtype=torch.int64), "min"))
                     keep = kept_steps(config.keep_checkpoints, budget.total)
                     progress.set_total(budget.total)
+                    log_loss()  # hooks below may split the supernet: not on non-finite weights
                     # The epoch count is known now: hooks scheduled by it (splits, PA&DA's
                     # smoothing) see it from this epoch on; they are idempotent.
                     method.on_epoch_start(epoch, budget.epochs)

@@ -3,8 +3,9 @@
 Everything a method does that depends on how many processes train, or on data beyond the
 step's batch, goes through this object, so distributed training changes the context and not
 the methods (nanoGPT `train.py` keeps DDP inside its one loop the same way). This class is the
-single-process context; a multi-process one overrides `backward` (deferring gradient
-synchronisation to a step's last pass, DDP `no_sync`), `all_reduce`, `rank` and `world_size`.
+single-process context; the multi-process one (`supernets/ddp.py`) overrides `wrap` (the
+model in DistributedDataParallel, synchronising gradients on a step's last pass only),
+`all_reduce`, `all_gather`, `rank` and `world_size`.
 """
 from __future__ import annotations
 

@@ -9,13 +9,14 @@ through these calls:
   (no weight decay, its own lr). The loop zeroes, steps and checkpoints all of them; the
   method keeps the references it needs (Few-Shot and GM-NAS copy momentum into the weights
   optimiser's state when they split).
-- `train_step(supernet, images, labels, sample_ids, context) -> float`: forward passes and
+- `train_step(supernet, images, labels, sample_ids, context) -> Tensor`: forward passes and
   exactly `backward_passes()` calls of `context.backward(loss)` (never `loss.backward()`);
   returns the loss to log, detached and on the device (the loop reads it every few steps: no
   host-device synchronisation per step). `supernet` is what the passes run through: the
-  supernet, or under torchrun its DDP wrapper (`setup` received the supernet itself). `context.validation_batches()` gives validation data (bi-level
-  methods), `context.all_reduce(t)` sums statistics over processes, `context.is_main` says
-  whether this process writes. The loop then clips (`clip_gradients`) and steps.
+  supernet, or under torchrun its DDP wrapper (`setup` received the supernet itself).
+  `context.validation_batches()` gives validation data (bi-level methods),
+  `context.all_reduce(t)` / `all_gather(t)` combine statistics over processes,
+  `context.is_main` says whether this process writes. The loop then clips (`clip_gradients`) and steps.
 - hooks: `setup`, `on_epoch_start` (idempotent), `data_distribution`, `on_epoch_end`;
   `state_dict` holds everything needed to resume bit-identically, also mid-epoch.
 - `score(supernet, arch, data) -> float`: validation accuracy of `arch` with inherited weights

@@ -190,10 +190,17 @@ class PADA(TrainingMethod):
         own = self._own_norms() if self.config.path_scores == "code" else None
         total = float(nn.utils.clip_grad_norm_(with_grad, max_norm if max_norm > 0 else math.inf))
         if not math.isfinite(total):
-            # The path weight is a product over decisions and can overflow float32; the loop's
-            # loss check sees the unweighted loss, so stop here rather than step into NaNs.
-            raise TrainingError(f"PA&DA's importance-weighted gradient norm became {total}; "
-                                f"use --method-opt importance_weighting=false or a lower lr")
+            if self.context.precision.scaler is not None:
+                # fp16 loss scaling overflows now and then by design: the scaler skips this
+                # step and lowers the scale, so the step scores nothing either.
+                self._step = None
+                return
+            # The path weight is a product over decisions and can overflow float32, as can the
+            # loss itself: stop here rather than step into NaNs.
+            raise TrainingError(f"PA&DA's importance-weighted gradient norm became {total} at "
+                                f"global step {self.context.global_step} (the loss or the "
+                                f"importance weights overflowed); lower the lr, or use "
+                                f"--method-opt importance_weighting=false")
         if self._step is None:
             return
         (indices, path_weight), self._step = self._step, None

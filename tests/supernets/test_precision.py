@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from nas.data import DataConfig, load_data, make_splits
-from nas.errors import ConfigError
+from nas.errors import ConfigError, TrainingError
 from search_spaces import Skeleton, get_space
-from supernets import METHODS, TrainConfig, train
+from supernets import METHODS, StepContext, TrainConfig, train
 from supernets.precision import Precision, resolve_precision
 
 
@@ -105,3 +105,41 @@ def test_a_compiled_stand_alone_model_trains_as_the_eager_one():
         models.append(model)
     for a, b in zip(models[0].parameters(), models[1].parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_a_checkpoint_from_before_precisions_resumes_in_fp32():
+    net, method, splits = _setup()
+    saved = []
+    train(net, method, splits.train, TrainConfig(epochs=2, precision="fp32"),
+          save_checkpoint=lambda s: saved.append(copy.deepcopy(s)))
+    old = {k: v for k, v in saved[0].items() if k != "precision"}  # as written before
+    again, method, splits = _setup()
+    # "bf16" (what "auto" means on a GPU) is not what the run trained with: it stays fp32.
+    train(again, method, splits.train, TrainConfig(epochs=2, precision="bf16"), resume_from=old)
+    for (name, a), b in zip(net.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_pada_under_fp16_lets_the_scaler_skip_an_overflowed_step_and_records_nothing():
+    space = get_space("nb201", Skeleton(1, 10, 8, width=4, cells=1))
+    method = METHODS.get("pada")(space, seed=0)
+    net = method.build_supernet()
+    splits = make_splits(load_data(None), DataConfig(batch_size=32), 0)
+    context = StepContext()
+    context.precision = Precision("fp16", "cpu")
+    method.setup(net, torch.optim.SGD(net.parameters(), lr=0.1), splits.train, context)
+    images, labels, ids = next(splits.train.epoch(0))
+    method.train_step(net, images, labels, ids, context)
+    for p in net.parameters():
+        if p.grad is not None:
+            p.grad.fill_(float("inf"))  # what an fp16 overflow leaves
+    before = copy.deepcopy(method._path_count)
+    method.clip_gradients(list(net.parameters()), 5.0)  # no error: the scaler will skip it
+    assert method._path_count == before
+    context.precision = Precision("fp32", "cpu")  # without loss scaling it is an error
+    method.train_step(net, images, labels, ids, context)
+    for p in net.parameters():
+        if p.grad is not None:
+            p.grad.fill_(float("inf"))
+    with pytest.raises(TrainingError, match="gradient norm became inf"):
+        method.clip_gradients(list(net.parameters()), 5.0)
