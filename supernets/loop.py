@@ -162,6 +162,12 @@ class StepMethod:
         """Default: stateless."""
 
 
+def _structure(model: nn.Module) -> list[Any]:
+    """What the model's modules keep beside tensors (a split supernet's regions)."""
+    return [m.get_extra_state() for m in model.modules()
+            if type(m).get_extra_state is not nn.Module.get_extra_state]
+
+
 def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainConfig, *,
           validation: Batches | None = None, context: StepContext | None = None,
           resume_from: Mapping[str, Any] | None = None,
@@ -265,8 +271,9 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
         nonlocal last_saved
         log_loss()  # no checkpoint holds weights after a non-finite loss
         if context.world_size > 1:
-            context.check_same("the method's state (sampled paths, importance tables)",
-                               method.state_dict())
+            context.check_same("the method's state (sampled paths, importance tables) or the "
+                               "supernet's structure (its splits)",
+                               {"method": method.state_dict(), "structure": _structure(model)})
         if save_checkpoint is not None and context.is_main:
             save_checkpoint(state(epoch, step))
             last_saved = f"epoch {epoch} step {step}"

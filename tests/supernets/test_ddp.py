@@ -238,3 +238,46 @@ def test_a_checkpoint_of_two_processes_is_not_resumed_by_one():
     _, again, method = _problem("spos")
     with pytest.raises(CheckpointError, match="trained by 2 process.*torchrun --nproc-per-node 2"):
         train(again, method, _Fixed(_global_batches()), CONFIG, resume_from=state)
+
+
+def test_a_time_budget_and_the_validation_stream_under_two_processes(tmp_path):
+    # Ranks measure their own speed; the run must still end on every rank at one step count
+    # (the minimum they resolved), and GM-NAS scoring splits on each rank's shard of the
+    # validation stream must still split alike (check_same at every checkpoint).
+    run = tmp_path / "run"
+    _wait(_torchrun("supernet", "--space", "nb201", "--width", "4", "--cells", "1",
+                    "--batch-size", "32", "--epochs", "50", "--time-budget", "6s",
+                    "--method", "gmnas", "--method-opt", "score_data=validation",
+                    "--method-opt", "score_batches=2", "--method-opt", "split_at=0.2,0.5",
+                    "--out", str(run)))
+    state = load_checkpoint(run / "supernet.pt", "nas-supernet")
+    assert state["finished"] and state["world_size"] == WORLD
+    assert 20 <= state["steps_done"] == state["total_steps"] < 50 * 17  # resolved, not the bound
+    assert state["model"]["_extra_state"]["levels_done"] >= 1  # it split
+
+
+def _rank_checks_a_split(rank: int, rendezvous: str, out: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank,
+                            world_size=WORLD)
+    from nas.errors import TrainingError
+    from supernets.ddp import DistributedContext
+    from supernets.loop import _structure
+
+    _, supernet, _ = _problem("fewshot")
+    if rank == 1:
+        supernet.split(0, 0, [[0], [1, 2, 3, 4]])  # this rank alone splits its supernet
+    try:
+        DistributedContext().check_same("the splits", {"structure": _structure(supernet)})
+        message = "no error"
+    except TrainingError as error:
+        message = str(error)
+    finally:
+        dist.destroy_process_group()
+    Path(f"{out}/rank{rank}.txt").write_text(message)
+
+
+def test_ranks_whose_supernets_split_apart_are_stopped(tmp_path):
+    mp.spawn(_rank_checks_a_split, args=(str(tmp_path / "rendezvous"), str(tmp_path)),
+             nprocs=WORLD)
+    for rank in range(WORLD):
+        assert "disagree on the splits" in (tmp_path / f"rank{rank}.txt").read_text()
