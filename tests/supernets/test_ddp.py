@@ -138,16 +138,16 @@ def test_a_ddp_step_equals_the_single_process_step_on_the_same_global_batch(meth
     assert untouched and all(torch.equal(r[n], initial[n]) for r in ranks for n in untouched)
 
 
-def _rank_with_own_settings(rank: int, rendezvous: str, out: str) -> None:
+def _rank_reports(rank: int, rendezvous: str, out: str, action) -> None:
+    """Run `action(rank, out)` as rank `rank` of a gloo group, as torchrun would start it;
+    write the one-line error it raised (or "no error") to out/rank{rank}.txt."""
     os.environ.update(WORLD_SIZE=str(WORLD), RANK=str(rank), LOCAL_RANK=str(rank))
     dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank,
                             world_size=WORLD)
-    from nas import api
     from nas.errors import NasError
 
     try:
-        api.supernet(api.SpaceConfig("nb201", 4, 1), train_config=TrainConfig(steps=2 + rank),
-                     out=f"{out}/run")
+        action(rank, out)
         message = "no error"
     except NasError as error:
         message = str(error)
@@ -156,9 +156,16 @@ def _rank_with_own_settings(rank: int, rendezvous: str, out: str) -> None:
     Path(f"{out}/rank{rank}.txt").write_text(message)
 
 
+def _train_with_own_settings(rank: int, out: str) -> None:
+    from nas import api
+
+    api.supernet(api.SpaceConfig("nb201", 4, 1), train_config=TrainConfig(steps=2 + rank),
+                 out=f"{out}/run")
+
+
 def test_ranks_given_other_settings_fail_with_one_line_not_a_hang(tmp_path):
-    mp.spawn(_rank_with_own_settings, args=(str(tmp_path / "rendezvous"), str(tmp_path)),
-             nprocs=WORLD)
+    mp.spawn(_rank_reports, args=(str(tmp_path / "rendezvous"), str(tmp_path),
+                                  _train_with_own_settings), nprocs=WORLD)
     for rank in range(WORLD):
         message = (tmp_path / f"rank{rank}.txt").read_text()
         assert "rank 1 was given other settings than rank 0 (train.steps)" in message
@@ -256,28 +263,18 @@ def test_a_time_budget_and_the_validation_stream_under_two_processes(tmp_path):
     assert state["model"]["_extra_state"]["levels_done"] >= 1  # it split
 
 
-def _rank_checks_a_split(rank: int, rendezvous: str, out: str) -> None:
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank,
-                            world_size=WORLD)
-    from nas.errors import TrainingError
+def _check_a_split(rank: int, out: str) -> None:
     from supernets.ddp import DistributedContext
     from supernets.loop import _structure
 
     _, supernet, _ = _problem("fewshot")
     if rank == 1:
         supernet.split(0, 0, [[0], [1, 2, 3, 4]])  # this rank alone splits its supernet
-    try:
-        DistributedContext().check_same("the splits", {"structure": _structure(supernet)})
-        message = "no error"
-    except TrainingError as error:
-        message = str(error)
-    finally:
-        dist.destroy_process_group()
-    Path(f"{out}/rank{rank}.txt").write_text(message)
+    DistributedContext().check_same("the splits", {"structure": _structure(supernet)})
 
 
 def test_ranks_whose_supernets_split_apart_are_stopped(tmp_path):
-    mp.spawn(_rank_checks_a_split, args=(str(tmp_path / "rendezvous"), str(tmp_path)),
+    mp.spawn(_rank_reports, args=(str(tmp_path / "rendezvous"), str(tmp_path), _check_a_split),
              nprocs=WORLD)
     for rank in range(WORLD):
         assert "disagree on the splits" in (tmp_path / f"rank{rank}.txt").read_text()
