@@ -15,6 +15,7 @@ from nas.config import (DEFAULT_METHOD, SUPERNET_TRAINING, DataConfig, SearchCon
 from nas.correlate import DEFAULT_SAMPLE as CORRELATE_SAMPLE
 from nas import torchrun
 from nas.errors import NasError
+from supernets.precision import PRECISIONS
 from nas.groundtruth import DEFAULT_SAMPLE as GROUNDTRUTH_SAMPLE
 from nas.groundtruth import DEFAULT_SEEDS as GROUNDTRUTH_SEEDS
 from nas.ranking.proxies import PROXIES, parse_proxy_names
@@ -125,7 +126,7 @@ def _add_training(parser: argparse.ArgumentParser, defaults: TrainConfig) -> Non
                         metavar="TIME", help="train as many steps as fit in TIME (90s, 10m, "
                                              "1h30m); --epochs is then the upper bound")
     parser.add_argument("--precision", default=defaults.precision,
-                        choices=("auto", "fp32", "bf16", "fp16"),
+                        choices=PRECISIONS,
                         help="training arithmetic: fp32, or bf16/fp16 autocast (fp16 with loss "
                              "scaling); auto: bf16 (or fp16) on a GPU, fp32 on a CPU")
     parser.add_argument("--channels-last", default=None, choices=("on", "off"),

@@ -23,6 +23,7 @@ import torch.distributed as dist
 
 from nas.errors import ConfigError, NasError
 from nas.results import RunDir
+from nas.results.run_dir import first_difference
 
 TIMEOUT = datetime.timedelta(minutes=10)  # a rank that stops answering fails the others then
 
@@ -82,16 +83,8 @@ def _check_same_settings(settings: dict[str, Any]) -> None:
     for rank, other in enumerate(every):
         if other != every[0]:
             raise ConfigError(f"torchrun rank {rank} was given other settings than rank 0 "
-                              f"({_first_key_differing(json.loads(every[0]), json.loads(other))}); "
+                              f"({first_difference(json.loads(every[0]), json.loads(other))[0]}); "
                               f"start every process with the same command")
-
-
-def _first_key_differing(a: Any, b: Any, prefix: str = "") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            if a.get(key) != b.get(key):
-                return _first_key_differing(a.get(key), b.get(key), f"{prefix}{key}.")
-    return prefix.rstrip(".") or "settings"
 
 
 def open_run(path: str | Path, settings: dict[str, Any],

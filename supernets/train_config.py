@@ -68,7 +68,6 @@ class TrainConfig:
         return asdict(self)
 
 
-
 def kept_steps(spec: str, total_steps: int) -> set[int]:
     """The steps (counted from 1) after which `keep_checkpoints = spec` keeps a snapshot."""
     text = spec.strip()

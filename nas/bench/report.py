@@ -34,12 +34,12 @@ def describe_machine(command: str) -> dict:
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "python": platform.python_version(), "platform": platform.platform(),
-            "load_average_at_start": _load_average(),
+            "load_average_at_start": load_average(),
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "command": command}
 
 
-def _load_average() -> list[float] | None:
+def load_average() -> list[float] | None:
     """1, 5 and 15 minute load averages: a busy machine's figures are noisier."""
     return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
 

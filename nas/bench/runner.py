@@ -8,14 +8,13 @@ the files record what finished and which producer failed.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence, TextIO
 
-from nas.bench.report import describe_machine, keep_earlier_run, write_report
+from nas.bench.report import describe_machine, keep_earlier_run, load_average, write_report
 from nas.bench.rows import check_row
 from nas.errors import ConfigError, DataError, UnknownNameError
 
@@ -81,8 +80,9 @@ def format_row(row: dict) -> str:
                   f"{row['measured']:.4g}", row["unit"], f"{row['ratio']:.3f}", row["goal"], met])
 
 
-def _load_average() -> str:
-    return f"{os.getloadavg()[0]:.2f}" if hasattr(os, "getloadavg") else "unknown"
+def _last_minute_load() -> str:
+    averages = load_average()
+    return "unknown" if averages is None else f"{averages[0]:.2f}"
 
 
 def run_bench(producers: Sequence[Producer], out: str | Path, *, quick: bool = False,
@@ -119,7 +119,7 @@ def run_bench(producers: Sequence[Producer], out: str | Path, *, quick: bool = F
                 rows.extend(produced)
                 done = f"{len(produced)} row{'' if len(produced) == 1 else 's'} in " \
                        f"{time.perf_counter() - start:.0f} s"
-                statuses[i] = (producer.name, f"{done}, load average {_load_average()} at "
+                statuses[i] = (producer.name, f"{done}, load average {_last_minute_load()} at "
                                               f"the end")
                 print(f"  {producer.name}: {done}", file=stream, flush=True)
         except BaseException as error:  # recorded, then raised: the files say where it stopped

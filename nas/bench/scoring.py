@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from nas.bench.rows import make_row
-from nas.bench.skeletons import describe
+from nas.bench.skeletons import describe, random_images
 from nas.config import SpaceConfig
 from nas.data import DataConfig, load_data, make_splits
 from nas.data.datasets import ImageData
@@ -105,14 +105,6 @@ def _fast_score(method, supernet, arch, problem: SearchProblem) -> tuple[float, 
     return score, middle - start, time.perf_counter() - middle
 
 
-def _random_images(bench: ScoringBench) -> ImageData:
-    generator = torch.Generator().manual_seed(bench.seed)
-    count, size = bench.train_images + bench.val_images, bench.image_size
-    x = torch.randint(0, 256, (count, 3, size, size), dtype=torch.uint8, generator=generator)
-    y = torch.randint(0, 10, (count,), generator=generator)
-    return ImageData("random", x, y, x[:64], y[:64], 10, True)
-
-
 def _problem(config: SpaceConfig, images: ImageData, bench: ScoringBench) -> SearchProblem:
     skeleton = Skeleton(images.in_channels, images.num_classes, images.image_size,
                         width=config.width, cells=config.cells)
@@ -187,5 +179,6 @@ def scoring_rows(quick: bool = False, data: str | None = None) -> list[dict]:
     """One row per space of `ScoringBench.spaces` (`QUICK` with `quick`), on `data`'s images
     or random ones."""
     bench = QUICK if quick else ScoringBench()
-    images = _random_images(bench) if data is None else load_data(data)
+    images = (random_images(bench.train_images + bench.val_images, bench.image_size, bench.seed)
+              if data is None else load_data(data))
     return [space_row(config, images, bench) for config in bench.spaces]

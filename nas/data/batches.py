@@ -88,9 +88,10 @@ class BatchSource:
     the same order of the epoch, cuts it into global batches of `batch_size * world_size`
     images and takes its own `batch_size` of each, so K processes train on the images one
     process with a K times larger batch would, in the same order (their crops and flips come
-    from a generator of each rank's own, so ranks do not augment alike). Images may already live on the device (`make_splits` puts a dataset
-    that fits on a GPU there once): then a batch is gathered and augmented there, with its
-    random offsets still drawn on the CPU generator, so the draws stay reproducible.
+    from a generator of each rank's own, so ranks do not augment alike). Images may already
+    live on the device (`make_splits` puts a dataset that fits on a GPU there once): then a
+    batch is gathered and augmented there, with its random offsets still drawn on the CPU
+    generator, so the draws stay reproducible.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,

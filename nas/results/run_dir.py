@@ -120,8 +120,9 @@ class RunDir:
             if fill_defaults is not None:
                 previous = fill_defaults(previous)
             if previous != settings:
-                key = _first_difference(previous, settings)
-                raise ConfigError(f"{self.path} holds a run with other settings ({key}); "
+                key, old, new = first_difference(previous, settings)
+                raise ConfigError(f"{self.path} holds a run with other settings ({key}: {old!r} "
+                                  f"there, {new!r} now); "
                                   f"choose a new --out, or repeat the same command to resume it")
             return True
         # Another process's half-written file (atomic writes' hidden .tmp) does not make the
@@ -150,9 +151,11 @@ class RunDir:
         return log_scalar
 
 
-def _first_difference(old: Any, new: Any, prefix: str = "") -> str:
+def first_difference(old: Any, new: Any, prefix: str = "") -> tuple[str, Any, Any]:
+    """The first dotted key (in sorted order) where two nested settings differ, and its two
+    values."""
     if isinstance(old, dict) and isinstance(new, dict):
         for key in sorted(set(old) | set(new)):
             if old.get(key) != new.get(key):
-                return _first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
-    return f"{prefix.rstrip('.')}: {old!r} there, {new!r} now"
+                return first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
+    return prefix.rstrip("."), old, new
