@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import pandas as pd
+import torch
+from torch import nn
 
 from nas.config import (DEFAULT_METHOD, SUPERNET_TRAINING, DataConfig, SearchConfig,
                         SpaceConfig, TrainConfig, with_added_defaults)
 from nas import torchrun
+from nas.derived import write_derived
 from nas.errors import ConfigError
 from nas.export import ExportedFiles, save_model
 from nas.results import RunDir, atomic_write_json
@@ -25,13 +28,15 @@ from nas.search_run import BEST_FILE, SUPERNET_COLUMN, TRIALS_FILE
 from nas.search_workers import Parallel, check_shared, search_in, training_free_scorer
 from nas.standalone import StandaloneStep, check_standalone_training, train_model
 from nas.trust import Audit, Trust, assess, audit as audit_search
-from nas.supernet_run import (SearchProblem, build_method, build_problem, check_training,
-                              load_supernet, supernet_settings, train_supernet_in)
-from search_spaces import Architecture
+from nas.supernet_run import (SearchProblem, TrainedSupernet, build_method, build_problem,
+                              check_method_data, check_training, load_supernet,
+                              supernet_run_dir, supernet_settings, train_supernet_in)
+from nas.weight_selection import load_teacher, select_weights, skipped_keys
+from search_spaces import Architecture, SearchSpace
+from supernets.methods.gradient import GradientMethod
 
-__all__ = ["DataConfig", "Parallel", "SearchConfig", "SpaceConfig", "TrainConfig", "export",
-           "search",
-           "supernet", "train"]
+__all__ = ["DataConfig", "INITS", "Initialisation", "Parallel", "SearchConfig", "SpaceConfig",
+           "TrainConfig", "export", "initial_state", "search", "supernet", "train"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,7 @@ class SearchResult:
     scorer: str = "supernet"                  # or "proxy:NAME": then best_val_accuracy is its score
     trust: Trust | None = None                # score noise and size bias (supernet searches)
     audit: Audit | None = None                # stand-alone check of the shortlist (--audit K)
+    derived_by: str | None = None             # a gradient-based method's derived architecture
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,8 @@ def supernet(space: SpaceConfig = SpaceConfig(), data: DataConfig = DataConfig()
     settings = {"kind": "supernet",
                 **supernet_settings(space, data, train_config, method, method_options or {})}
     problem = build_problem(space, data, train_config.seed, train_config.device)
-    build_method(settings, problem.space)  # options that do not fit the space fail before any file
+    # options that do not fit the space, or data the method cannot train on, fail before any file
+    check_method_data(build_method(settings, problem.space), problem)
     check_training(train_config, problem, len(problem.splits.train))
     torchrun.start(problem.device)
     run = torchrun.open_run(out or RunDir.default_path(f"supernet-{space.name}"), settings,
@@ -124,7 +131,8 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
         settings = {"kind": "search", "search": asdict(search_config),
                     **supernet_settings(space, data, train_config, method, method_options or {})}
         problem = build_problem(space, data, train_config.seed, train_config.device)
-        build_method(settings, problem.space)  # options that do not fit the space fail first
+        # options that do not fit the space, or the data, fail first
+        check_method_data(build_method(settings, problem.space), problem)
         check_training(train_config, problem, len(problem.splits.train))
         check_shared(parallel, problem, search_config, SUPERNET_COLUMN)
         torchrun.start(problem.device)
@@ -134,8 +142,13 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
         if not torchrun.is_main():
             return SearchResult(run.path, None, None)  # the main process searches alone
     problem = trained.problem
-    found = search_in(run, problem, trained.score, search_config, SUPERNET_COLUMN, parallel,
-                      train_config.device)
+    if isinstance(trained.method, GradientMethod):
+        print(f"{trained.method.name} derives its architecture from its learned weights; "
+              f"the {search_config.searcher} searcher is not run")
+        found = write_derived(run, trained)
+    else:
+        found = search_in(run, problem, trained.score, search_config, SUPERNET_COLUMN, parallel,
+                          train_config.device)
     if found is None:
         return SearchResult(run.path, None, None)
     best, score = found
@@ -146,7 +159,9 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
     checked = audit_search(run, trained, trials, audit, stand_alone) if audit else None
     return SearchResult(run.path, best, score, problem.space.params_m(best),
                         problem.space.flops_m(best), float(trials["val_accuracy"].median()),
-                        100.0 / problem.space.skeleton.num_classes, trust=trust, audit=checked)
+                        100.0 / problem.space.skeleton.num_classes, trust=trust, audit=checked,
+                        derived_by=(trained.method.name
+                                    if isinstance(trained.method, GradientMethod) else None))
 
 
 def _check_distributed_search(search_config: SearchConfig, supernet_run: str | Path | None,
@@ -197,68 +212,142 @@ def _best_of(run_path: Path) -> str:
     return best_file.read_text().strip()
 
 
+INITS = ("inherit", "scratch", "weight-selection")  # where a model's first weights come from
+
+
+@dataclass(frozen=True)
+class Initialisation:
+    """A model's first weights: `state_dict` None means the fresh ones of the seed.
+    `metadata` is what the model's files record of where they came from."""
+
+    init: str
+    state_dict: dict[str, Any] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_init(init: str, teacher: str | Path | None, teacher_kind: Mapping[str, str]) -> None:
+    """`teacher_kind[init]` names what the teacher of `init` is; inits absent from it take none."""
+    if init not in INITS:
+        raise ConfigError(f"unknown --init {init!r}; choose one of: {', '.join(INITS)}")
+    if init in teacher_kind and teacher is None:
+        raise ConfigError(f"--init {init} needs --teacher {teacher_kind[init]}")
+    if init not in teacher_kind and teacher is not None:
+        raise ConfigError(f"--teacher is for --init {' or '.join(teacher_kind)}; drop it with "
+                          f"--init {init}")
+
+
+def _inherited_state(trained: TrainedSupernet, arch: Architecture,
+                     model: nn.Module) -> dict[str, Any]:
+    """`arch`'s supernet weights for `model`, with BatchNorm statistics recalibrated for `arch`
+    (a plain model normalises with running statistics, whatever mode the method scores in)."""
+    trained.method.calibrate(trained.supernet, arch, trained.problem.scoring_data())
+    return trained.supernet.subnet_state_dict(arch, model)
+
+
+def initial_state(space: SearchSpace, arch: Architecture, model: nn.Module, init: str,
+                  teacher: str | Path | None = None,
+                  device: str = TrainConfig.device) -> Initialisation:
+    """The first weights of `model = space.build_model(arch)` (whose fresh values fill what
+    the init leaves, such as a classifier for other classes): "scratch" its own,
+    "weight-selection" selected from the exported model `teacher` (`nas.weight_selection`),
+    "inherit" the supernet of run `teacher`, which must have `space`'s name and skeleton."""
+    _check_init(init, teacher, {"weight-selection": "FILE.pt2", "inherit": "RUN_DIR"})
+    if init == "scratch":
+        return Initialisation(init)
+    if init == "weight-selection":
+        source = load_teacher(teacher)
+        state = select_weights(source.state_dict, source.space, space, model)
+        skipped = skipped_keys(source.space, space, list(state))
+        return Initialisation(init, state, {**source.metadata(), "fresh_keys": skipped})
+    trained = load_supernet(teacher, device)
+    other = trained.problem.space
+    if (other.name, other.skeleton, other.width, other.cells) != (
+            space.name, space.skeleton, space.width, space.cells):
+        raise ConfigError(f"the supernet in {teacher} is {other.name} with skeleton "
+                          f"{asdict(other.skeleton)}; --init inherit needs the student's space "
+                          f"{space.name} and skeleton {asdict(space.skeleton)}")
+    state = _inherited_state(trained, other.parse(str(arch)), model)
+    return Initialisation(init, state, {"teacher": str(Path(teacher).resolve())})
+
+
+def _recorded_problem(run_dir: str | Path, device: str) -> SearchProblem:
+    """The space, skeleton and data splits a run recorded, without its supernet's weights
+    (a search over another run's supernet: that run's)."""
+    settings = with_added_defaults(supernet_run_dir(run_dir).settings())
+    seed = settings["train"]["seed"] if "train" in settings else settings["search"]["seed"]
+    return build_problem(SpaceConfig(**settings["space"]), DataConfig(**settings["data"]), seed,
+                         device)
+
+
 def export(run_dir: str | Path, out: str | Path, arch: str | None = None, init: str = "inherit",
-           overwrite: bool = False, device: str = TrainConfig.device) -> ExportedFiles:
+           overwrite: bool = False, device: str = TrainConfig.device,
+           teacher: str | Path | None = None) -> ExportedFiles:
     """Export `arch` (default: the run's best) from a run's supernet as a standalone model.
 
     With inherited weights the model carries BatchNorm statistics recalibrated for `arch`
     (a plain model normalises with running statistics, whatever mode the method scores in).
     `OUT.json` records `val_accuracy`, the exported model's own validation accuracy, and the
     method's score of `arch` (`supernet_score`, in its `bn_mode`): equal under "recalibrate".
+    "scratch" gives fresh weights, "weight-selection" weights selected from the exported model
+    `teacher`; neither uses the supernet's.
     """
-    if init not in ("inherit", "scratch"):
-        raise ConfigError(f"unknown --init {init!r}; choose inherit or scratch")
+    _check_init(init, teacher, {"weight-selection": "FILE.pt2"})
     settings = with_added_defaults(RunDir(run_dir).settings())
-    if settings.get("search", {}).get("scorer", "supernet") != "supernet":
-        return _export_from_proxy_search(run_dir, settings, out, arch, init, overwrite, device)
+    scorer = settings.get("search", {}).get("scorer", "supernet")
+    metadata: dict[str, Any] = {"init": init, "source_run": str(Path(run_dir).resolve())}
+    if init != "inherit":
+        problem = _recorded_problem(run_dir, device)
+        arch_obj = problem.space.parse(arch if arch is not None else _best_of(Path(run_dir)))
+        model = problem.space.build_model(arch_obj)
+        start = initial_state(problem.space, arch_obj, model, init, teacher)
+        if start.state_dict is not None:
+            model.load_state_dict(start.state_dict)
+        return save_model(model, problem.space, arch_obj, out,
+                          {**metadata, "normalization": _normalisation(problem), **start.metadata},
+                          overwrite=overwrite)
+    if scorer != "supernet":
+        raise ConfigError(f"{run_dir} was searched with {scorer}, which trains no weights to "
+                          f"inherit; export with --init scratch")
     trained = load_supernet(run_dir, device)
     problem, net, method = trained.problem, trained.supernet, trained.method
     arch_obj = problem.space.parse(arch if arch is not None else _best_of(Path(run_dir)))
     model = problem.space.build_model(arch_obj)
-    metadata: dict[str, Any] = {"init": init, "source_run": str(Path(run_dir).resolve()),
-                                "normalization": _normalisation(problem)}
-    if init == "inherit":
-        data = problem.scoring_data()
-        metadata["supernet_score"] = method.score(net, arch_obj, data)
-        metadata["bn_mode"] = method.config.bn_mode
-        method.calibrate(net, arch_obj, data)
-        model.load_state_dict(net.subnet_state_dict(arch_obj, model))
-        model.to(problem.device)
-        metadata["val_accuracy"] = StandaloneStep().score(model, arch_obj, data)
+    metadata["normalization"] = _normalisation(problem)
+    data = problem.scoring_data()
+    metadata["supernet_score"] = method.score(net, arch_obj, data)
+    metadata["bn_mode"] = method.config.bn_mode
+    model.load_state_dict(_inherited_state(trained, arch_obj, model))
+    model.to(problem.device)
+    metadata["val_accuracy"] = StandaloneStep().score(model, arch_obj, data)
     return save_model(model, problem.space, arch_obj, out, metadata, overwrite=overwrite)
 
 
-def _export_from_proxy_search(run_dir: str | Path, settings: Mapping[str, Any], out: str | Path,
-                              arch: str | None, init: str, overwrite: bool,
-                              device: str) -> ExportedFiles:
-    """A proxy or oracle search trained no weights: its architecture leaves with fresh ones."""
-    if init != "scratch":
-        raise ConfigError(f"{run_dir} was searched with {settings['search']['scorer']}, which "
-                          f"trains no weights to inherit; export with --init scratch")
-    problem = build_problem(SpaceConfig(**settings["space"]), DataConfig(**settings["data"]),
-                            settings["search"]["seed"], device)
-    arch_obj = problem.space.parse(arch if arch is not None else _best_of(Path(run_dir)))
-    metadata = {"init": init, "source_run": str(Path(run_dir).resolve()),
-                "normalization": _normalisation(problem)}
-    return save_model(problem.space.build_model(arch_obj), problem.space, arch_obj, out, metadata,
-                      overwrite=overwrite)
-
-
 def train(space: SpaceConfig, arch: str, data: DataConfig = DataConfig(),
-          train_config: TrainConfig = TrainConfig(), out: str | Path | None = None) -> TrainResult:
-    """Train one architecture from scratch; report and save its test accuracy and model."""
+          train_config: TrainConfig = TrainConfig(), out: str | Path | None = None,
+          init: str = "scratch", teacher: str | Path | None = None) -> TrainResult:
+    """Train one architecture stand-alone; report and save its test accuracy and model.
+
+    It starts from fresh weights ("scratch"), from weights selected from the exported model
+    `teacher` ("weight-selection"), or from the supernet of run `teacher` ("inherit"); see
+    `initial_state`. A resumed run continues from its checkpoint instead.
+    """
     problem = build_problem(space, data, train_config.seed, train_config.device)
     arch_obj = problem.space.parse(arch)
     check_standalone_training(train_config, problem)
+    torch.manual_seed(train_config.seed)  # the fresh weights `train_model` builds, too
+    start = initial_state(problem.space, arch_obj, problem.space.build_model(arch_obj), init,
+                          teacher, train_config.device)
     settings = {"kind": "train", "space": asdict(space), "data": asdict(data),
                 "train": asdict(train_config), "arch": str(arch_obj)}
+    if init != "scratch":  # runs from before initialisations record none: scratch
+        settings["init"] = {"name": init, "teacher": start.metadata["teacher"]}
     run = RunDir(out or RunDir.default_path(f"train-{space.name}"))
     run.open(settings, fill_defaults=with_added_defaults)
-    model, metrics = train_model(run, arch_obj, problem, train_config)
+    model, metrics = train_model(run, arch_obj, problem, train_config, start.state_dict)
     metrics = {**metrics, "params_m": problem.space.params_m(arch_obj),
                "flops_m": problem.space.flops_m(arch_obj)}
     atomic_write_json(run / "metrics.json", {"arch": str(arch_obj), **metrics})
     files = save_model(model, problem.space, arch_obj, run / "model.pt2",
-                       {"init": "scratch-trained", "normalization": _normalisation(problem),
-                        **metrics}, overwrite=True)
+                       {"init": f"{init}-trained", **start.metadata,
+                        "normalization": _normalisation(problem), **metrics}, overwrite=True)
     return TrainResult(run.path, arch_obj, metrics, files)

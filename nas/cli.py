@@ -240,9 +240,13 @@ def _run_search(args: argparse.Namespace) -> None:
     print(f"best architecture: {result.best}")
     print(f"  validation accuracy {result.best_val_accuracy:.2f}% (supernet weights), "
           f"{result.params_m:.4f} M params, {result.flops_m:.3f} MFLOPs")
-    print(f"  median over {args.trials} trials {result.median_val_accuracy:.2f}% "
-          f"(chance {result.chance_accuracy:.2f}%)")
-    if result.median_val_accuracy < 2 * result.chance_accuracy:
+    if result.derived_by is not None:
+        print(f"  derived by {result.derived_by} from its learned mixing weights "
+              f"(architecture_weights.csv / .png; chance {result.chance_accuracy:.2f}%)")
+    else:
+        print(f"  median over {args.trials} trials {result.median_val_accuracy:.2f}% "
+              f"(chance {result.chance_accuracy:.2f}%)")
+    if result.derived_by is None and result.median_val_accuracy < 2 * result.chance_accuracy:
         print("  warning: the supernet scores most architectures close to chance, so its ranking is "
               "weak; train it longer (--steps, --time-budget) or on a smaller skeleton (--width, --cells)")
     for line in [*(result.trust.lines() if result.trust else []),
@@ -274,7 +278,8 @@ def _skeleton_flags(run_dir: Path) -> str:
 def _run_export(args: argparse.Namespace) -> None:
     from nas import api
 
-    files = api.export(args.run_dir, args.out, args.arch, args.init, args.overwrite, args.device)
+    files = api.export(args.run_dir, args.out, args.arch, args.init, args.overwrite, args.device,
+                       args.teacher)
     print(f"exported: {files.program} (torch.export), {files.state_dict} (weights), "
           f"{files.metadata} (architecture)")
 
@@ -283,7 +288,7 @@ def _run_train(args: argparse.Namespace) -> None:
     from nas import api
 
     space, data, train = _configs(args)
-    result = api.train(space, args.arch, data, train, args.out)
+    result = api.train(space, args.arch, data, train, args.out, args.init, args.teacher)
     m = result.metrics
     print(f"test accuracy {m['test_accuracy']:.2f}% ({m['params_m']:.4f} M params, "
           f"{m['flops_m']:.3f} MFLOPs): {result.arch}")
@@ -447,8 +452,13 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("run_dir", metavar="RUN_DIR")
     exp.add_argument("--arch", default=None, help="architecture string (default: the run's best)")
     exp.add_argument("--out", required=True, metavar="FILE.pt2")
-    exp.add_argument("--init", default="inherit", choices=["inherit", "scratch"],
-                     help="weights from the supernet (inherit) or freshly initialised (scratch)")
+    exp.add_argument("--init", default="inherit",
+                     choices=["inherit", "scratch", "weight-selection"],
+                     help="weights from the supernet (inherit), freshly initialised (scratch), or "
+                          "selected from a larger trained model (weight-selection, --teacher)")
+    exp.add_argument("--teacher", default=None, metavar="FILE.pt2",
+                     help="with --init weight-selection: an exported model of the same space, "
+                          "at least as wide and deep (Xu et al., ICLR 2024)")
     exp.add_argument("--overwrite", action="store_true", help="replace existing output files")
     exp.add_argument("--device", default=TrainConfig.device)
 
@@ -456,6 +466,13 @@ def build_parser() -> argparse.ArgumentParser:
                   _run_train)
     _add_shared(trn, is_space_required=True, defaults=_STANDALONE_TRAINING)
     trn.add_argument("--arch", required=True, help="architecture string of the space")
+    trn.add_argument("--init", default="scratch",
+                     choices=["scratch", "weight-selection", "inherit"],
+                     help="first weights: fresh (scratch, default), selected from a larger "
+                          "exported model (weight-selection), or a supernet's (inherit)")
+    trn.add_argument("--teacher", default=None, metavar="FILE.pt2|RUN_DIR",
+                     help="with --init weight-selection an exported model FILE.pt2; with --init "
+                          "inherit a supernet run of the same space and skeleton")
     trn.add_argument("--compile", action="store_true",
                      help="torch.compile the model's forward (faster steps on a GPU after a "
                           "compilation of tens of seconds)")

@@ -1,7 +1,7 @@
 """Training one architecture stand-alone, through the same loop as supernets."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
@@ -40,17 +40,23 @@ def check_standalone_training(train_config: TrainConfig, problem: SearchProblem)
 
 
 def train_model(run: RunDir, arch: Architecture, problem: SearchProblem,
-                train_config: TrainConfig) -> tuple[nn.Module, dict[str, float]]:
-    """Train `arch` from scratch on the whole training set; report test accuracy.
+                train_config: TrainConfig,
+                initial_state: Mapping[str, torch.Tensor] | None = None
+                ) -> tuple[nn.Module, dict[str, float]]:
+    """Train `arch` on the whole training set, from `initial_state` (default: the seed's fresh
+    weights); report test accuracy.
 
     The model trains on supernet-train + search-validation images together (every image that
     is not test), as NAS-Bench-201 trains its stand-alone networks on the full training set.
+    A resumed run continues from its checkpoint: `initial_state` only starts a fresh one.
     """
     torch.manual_seed(train_config.seed)
     model = problem.space.build_model(arch).to(problem.device)
     path = run / "model.pt"
     header = {"format": MODEL_CHECKPOINT_FORMAT, "arch": str(arch)}
     resume_from = load_checkpoint(path, MODEL_CHECKPOINT_FORMAT) if path.exists() else None
+    if resume_from is None and initial_state is not None:
+        model.load_state_dict(initial_state)
     log_scalar = run.tensorboard()
     step = StandaloneStep(torch.compile(model) if train_config.compile else None)
     try:

@@ -96,6 +96,15 @@ def check_training(train_config: TrainConfig, problem: SearchProblem, steps_per_
     resolve_precision(train_config.precision, problem.device)
 
 
+def check_method_data(method: TrainingMethod, problem: SearchProblem) -> None:
+    """A bi-level method's architecture step needs a search-validation batch, checked before
+    a run directory is made."""
+    if method.uses_validation_batches and len(problem.splits.val_stream) == 0:
+        raise ConfigError(f"--method {method.name} trains its architecture on search-validation "
+                          f"batches, but the split has fewer images than one batch; lower "
+                          f"--batch-size or use more data (--train-subset, --val-images)")
+
+
 def build_problem(space: SpaceConfig, data: DataConfig, seed: int, device: str) -> SearchProblem:
     device = resolve_device(device)
     images = load_data(data.path)
@@ -248,4 +257,5 @@ def load_supernet(run_path: str | Path, device: str = "auto") -> TrainedSupernet
     except RuntimeError as error:
         raise CheckpointError(f"{path} does not fit the {problem.space.name} supernet: "
                               f"{str(error).splitlines()[0]}") from None
+    method.load_state_dict(state["method"])  # e.g. a gradient method's learned alphas
     return TrainedSupernet(problem, supernet.to(problem.device), method)

@@ -115,6 +115,10 @@ class SearchSpace(ABC):
     # How GM-NAS ranks the decisions it could split: "cut" (its NB201 code: the heaviest cut
     # between the two groups) or "within" (its DARTS code: the least within-group distance).
     split_edge_criterion: ClassVar[str] = "cut"
+    # Whether candidates share weights (TangleNAS's weight entanglement): "none" (cell spaces'
+    # own supernets), "optional" (an entangled supernet exists beside the plain one: NB201's
+    # 1x1 and 3x3 convs) or "always" (mobilenet's elastic kernels and widths).
+    weight_entanglement: ClassVar[str] = "none"
 
     def __init__(self, skeleton: Skeleton | None = None) -> None:
         self.skeleton = skeleton or Skeleton()
@@ -144,6 +148,21 @@ class SearchSpace(ABC):
 
     def canonical_values(self, values: tuple[Choice, ...]) -> tuple[Choice, ...]:
         return values
+
+    # ---- the continuous relaxation of gradient-based methods (search_spaces/relaxation.py) --
+    def relaxed_decisions(self) -> tuple[Decision, ...]:
+        """The decisions a gradient-based method learns mixing weights over."""
+        raise ConfigError(f"space {self.name} has no continuous relaxation for gradient-based "
+                          f"methods")
+
+    def derive(self, probabilities: Sequence[Sequence[float]]) -> Architecture:
+        """The architecture the learned weights (one row per relaxed decision) stand for."""
+        raise ConfigError(f"space {self.name} has no continuous relaxation to derive from")
+
+    def build_entangled_supernet(self) -> "Supernet":
+        """A supernet whose entangled candidates share one weight tensor (TangleNAS)."""
+        raise ConfigError(f"space {self.name} has no weight-entangled decisions; search it with "
+                          f"--method darts or drnas")
 
     def is_always_active(self, decision: int) -> bool:
         """Whether decision `decision` (an index) matters in every architecture, i.e. no

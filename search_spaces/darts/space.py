@@ -22,6 +22,8 @@ from search_spaces.darts.genotype import (CELL_TYPES, NODES, Genotype, format_ge
                                           genotype_of, input_pairs, parse_genotype)
 from search_spaces.darts.model import DartsModel
 from search_spaces.darts.ops import OP_NAMES
+
+RELAXED_OPS: tuple[str, ...] = ("none", *OP_NAMES)  # DARTS `PRIMITIVES`, `none` first
 from search_spaces.darts.supernet import DartsSupernet
 
 
@@ -95,6 +97,29 @@ class DartsSpace(SearchSpace):
         """One op per cell type on both inputs of every node, inputs `pair(k)` for node k."""
         return self.architecture([value for cell in CELL_TYPES for k in NODES
                                   for value in (pair(k), ops[cell], ops[cell])])
+
+    # ---- the continuous relaxation (search_spaces/relaxation.py) ------------------------
+    def relaxed_decisions(self) -> tuple[Decision, ...]:
+        """DARTS's alphas: per cell type, each of the 14 edges "k<-i" over the 8 ops with
+        `none` (`RELAXED_OPS`), in DARTS's order (node 2's edges from 0 and 1, then node 3's...)."""
+        return tuple(Decision(f"{cell}.{k}<-{i}", RELAXED_OPS)
+                     for cell in CELL_TYPES for k in NODES for i in range(k))
+
+    def derive(self, probabilities: Sequence[Sequence[float]]) -> Architecture:
+        """DARTS's discretisation (quark0/darts `model_search.py` `genotype()._parse`): each node
+        keeps its 2 inputs whose strongest non-`none` op weighs most, each with that op."""
+        rows = iter(probabilities)
+        values: list = []
+        for _cell in CELL_TYPES:
+            for k in NODES:
+                best = {}  # input -> (weight, op) of its strongest op other than none
+                for i in range(k):
+                    row = next(rows)
+                    index = max(range(1, len(RELAXED_OPS)), key=lambda j: row[j])
+                    best[i] = (row[index], RELAXED_OPS[index])
+                i, j = sorted(sorted(best, key=lambda i: -best[i][0])[:2])
+                values.extend([(i, j), best[i][1], best[j][1]])
+        return self.architecture(values)
 
     def build_supernet(self) -> DartsSupernet:
         return DartsSupernet(self)

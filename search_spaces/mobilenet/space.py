@@ -6,6 +6,9 @@ block b = 1..4 "stage{s}.block{b}.kernel" in {3, 5, 7} and "stage{s}.block{b}.ex
 Kernel and expand of blocks beyond a stage's depth do not exist in the network, so they are
 canonicalised to the first choice (3, 3): equal networks are equal architectures.
 
+Relaxation (TangleNAS, Sukthanker et al., AutoML-Conf 2024): every decision but the resolution is
+relaxed; TangleNAS searches OFA at one fixed resolution, here the largest (see supernet.py).
+
 Canonical string: `r32-s1:k3e4,k5e6-s2:k7e3,k5e4,k3e3`, the resolution, then each stage's active
 blocks as k<kernel>e<expand>; a stage's depth is the number of blocks it lists.
 
@@ -64,6 +67,7 @@ class MobileNetSpace(SearchSpace):
     kernels = (3, 5, 7)
     expands = (3, 4, 6)
     depths = (2, 3, 4)
+    weight_entanglement = "always"  # kernels and expand ratios are slices of the largest (OFA)
 
     def __init__(self, skeleton: Skeleton | None = None) -> None:
         skeleton = skeleton or Skeleton()
@@ -145,6 +149,29 @@ class MobileNetSpace(SearchSpace):
         stage = [depth] + [kernel, expand] * BLOCKS_PER_STAGE
         return self.architecture([resolution] + stage * self.cells)
 
+    # ---- the continuous relaxation (search_spaces/relaxation.py) -----------------------------
+    def relaxed_decisions(self) -> tuple[Decision, ...]:
+        """Every decision but the resolution, in the space's order: the relaxed network runs at
+        the largest resolution, as TangleNAS searches OFA at a fixed one."""
+        return self.decisions[1:]
+
+    def derive(self, probabilities: Sequence[Sequence[float]]) -> Architecture:
+        """The strongest choice of each relaxed decision (rows in `relaxed_decisions` order) at
+        the largest resolution; kernels and expands beyond a stage's depth are canonicalised."""
+        relaxed = self.relaxed_decisions()
+        rows = list(probabilities)
+        if len(rows) != len(relaxed):
+            raise ConfigError(f"mobilenet derive needs one row per relaxed decision: "
+                              f"{len(relaxed)} rows, got {len(rows)}")
+        values: list[Choice] = [max(self.resolutions)]
+        for decision, row in zip(relaxed, rows):
+            row = [float(p) for p in row]
+            if len(row) != len(decision.choices):
+                raise ConfigError(f"{decision.name} has {len(decision.choices)} choices "
+                                  f"{decision.choices}, got {len(row)} probabilities")
+            values.append(decision.choices[max(range(len(row)), key=row.__getitem__)])
+        return self.architecture(values)
+
     # ---- canonical string ------------------------------------------------------------------
     def format(self, values: tuple[Choice, ...]) -> str:
         stages = (",".join(f"k{k}e{e}" for k, e in blocks)
@@ -209,6 +236,11 @@ class MobileNetSpace(SearchSpace):
     # ---- builders --------------------------------------------------------------------------
     def build_supernet(self) -> MobileNetSupernet:
         return MobileNetSupernet(self)
+
+    def build_entangled_supernet(self) -> MobileNetSupernet:
+        """The supernet itself: its kernels and expand ratios share their largest weights by
+        slicing (OFA), and its `forward(x, mixture)` superposes them (TangleNAS)."""
+        return self.build_supernet()
 
     def build_model(self, arch: Architecture) -> nn.Module:
         resolution, blocks = self.blocks(self.check(arch))

@@ -3,6 +3,12 @@
 Every stage holds its maximal 4 blocks as `ElasticMBConv`s; `forward(x, arch)` runs the first
 `depth` blocks of each stage at the chosen kernel and expand ratio on slices of the maximal
 weights. Stem and head are fixed and are the standalone model's own modules.
+
+`forward(x, mixture)` runs TangleNAS's relaxation (Sukthanker et al., AutoML-Conf 2024) over the
+space's `relaxed_decisions`: at the largest resolution, every block runs once on its superposed
+(kernel, expand) weights (`ElasticMBConv.mixed`), and a stage outputs sum_d w_d * (output after
+block d) over its depth choices (TangleNAS `forward_depth`). The space is entangled already, so
+this one supernet serves both single paths and the relaxation.
 """
 from __future__ import annotations
 
@@ -11,9 +17,11 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from nas.errors import ConfigError
 from search_spaces.base import Architecture, Supernet
 from search_spaces.mobilenet.model import Head, Stem, resize
 from search_spaces.mobilenet.ops import ElasticMBConv
+from search_spaces.relaxation import Mixture
 
 if TYPE_CHECKING:
     from search_spaces.mobilenet.space import MobileNetSpace
@@ -51,13 +59,38 @@ class MobileNetSupernet(Supernet):
         self.stages = nn.ModuleList(stages)
         self.head = Head(in_channels, plan)
 
-    def forward(self, x: torch.Tensor, arch: Architecture) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, arch: Architecture | Mixture) -> torch.Tensor:
+        if isinstance(arch, Mixture):
+            return self.mixed(x, arch)
         resolution, blocks = self.space.blocks(self.space.check(arch))
         x = self.stem(resize(x, resolution))
         for stage, stage_blocks in zip(self.stages, blocks):
             for block, (kernel, expand) in zip(stage, stage_blocks):
                 x = block(x, kernel, expand)
         return self.head(x)
+
+    def mixed(self, x: torch.Tensor, mixture: Mixture) -> torch.Tensor:
+        """The relaxed network (module doc); `mixture` weighs `space.relaxed_decisions()`."""
+        self._check_mixture(mixture)
+        x = self.stem(resize(x, max(self.space.resolutions)))
+        for s, stage in enumerate(self.stages, 1):
+            after = []  # after[b - 1]: the output of block b
+            for b, block in enumerate(stage, 1):
+                x = block.mixed(x, mixture[f"stage{s}.block{b}.kernel"],
+                                mixture[f"stage{s}.block{b}.expand"])
+                after.append(x)
+            x = sum(w * after[depth - 1]
+                    for w, depth in zip(mixture[f"stage{s}.depth"], self.space.depths))
+        return self.head(x)
+
+    def _check_mixture(self, mixture: Mixture) -> None:
+        for decision in self.space.relaxed_decisions():
+            weights = mixture[decision.name]
+            if weights.shape != (len(decision.choices),):
+                raise ConfigError(
+                    f"mixture weights of {decision.name} must have shape "
+                    f"({len(decision.choices)},) for choices {decision.choices}, got "
+                    f"{tuple(weights.shape)}")
 
     def subnet_state_dict(self, arch: Architecture, model: nn.Module) -> dict[str, torch.Tensor]:
         """Slice every supernet weight and buffer to the standalone model's shape, key by key.

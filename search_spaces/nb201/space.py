@@ -16,6 +16,7 @@ from torch import nn
 
 from nas.errors import ArchitectureError, ConfigError
 from search_spaces.base import Architecture, Choice, Decision, SearchSpace, Skeleton
+from search_spaces.nb201.entangled import EntangledNB201Supernet
 from search_spaces.nb201.model import NB201Model
 from search_spaces.nb201.ops import EDGES, INCOMING, NODES, OP_NAMES
 from search_spaces.nb201.supernet import NB201Supernet
@@ -35,6 +36,7 @@ class NB201Space(SearchSpace):
     name = "nb201"
     default_width = 16  # C of NB201's CIFAR networks
     default_cells = 5  # N cells per stage
+    weight_entanglement = "optional"  # `build_entangled_supernet`: the two convs share a kernel
 
     def __init__(self, skeleton: Skeleton | None = None) -> None:
         super().__init__(skeleton)
@@ -107,9 +109,24 @@ class NB201Space(SearchSpace):
         learns nothing; `avg_pool_3x3` is also free of both but does work skip does not."""
         return self.architecture(["skip_connect"] * len(EDGES))
 
+    # ---- the continuous relaxation (search_spaces/relaxation.py) ------------------------
+    def relaxed_decisions(self) -> tuple[Decision, ...]:
+        """DARTS on NB201 relaxes the space's own decisions: each edge over all 5 ops."""
+        return self.decisions
+
+    def derive(self, probabilities: Sequence[Sequence[float]]) -> Architecture:
+        """The strongest op of each edge, `none` included (NB201 cells may drop an edge):
+        TangleNAS / DrNAS `genotype()` on NB201."""
+        return self.architecture([OP_NAMES[max(range(len(OP_NAMES)), key=lambda i: row[i])]
+                                  for row in probabilities])
+
     # ---- networks -----------------------------------------------------------------------
     def build_supernet(self) -> NB201Supernet:
         return NB201Supernet(self)
+
+    def build_entangled_supernet(self) -> EntangledNB201Supernet:
+        """Each edge's `nor_conv_1x1` is the centre of its `nor_conv_3x3` (TangleNAS)."""
+        return EntangledNB201Supernet(self)
 
     def build_model(self, arch: Architecture) -> nn.Module:
         s = self.skeleton

@@ -90,6 +90,8 @@ class TrainingMethod(StepMethod):
 
     name: ClassVar[str]
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    # Whether `train_step` draws `context.validation_batches()` (bi-level methods: DARTS).
+    uses_validation_batches: ClassVar[bool] = False
 
     def __init__(self, space: SearchSpace, config: MethodConfig | None = None, seed: int = 0) -> None:
         config = self.config_class() if config is None else config

@@ -83,7 +83,7 @@ def test_train_reports_test_accuracy_and_saves_a_model(tmp_path):
      "nor_conv_4x4"),
     (["search", "--space", "nb201", "--data", "/nonexistent/data.npz"], "does not exist"),
     (["search", "--space", "nb201", "--searcher", "grid"], "unknown searcher 'grid'"),
-    (["search", "--space", "nb201", "--method", "darts"], "unknown method 'darts'"),
+    (["search", "--space", "nb201", "--method", "enas"], "unknown method 'enas'"),
     (["search", "--space", "nb201", "--method-opt", "colour=red"], "unknown method option 'colour'"),
     (["search", "--space", "nb201", "--device", "cuda"] if not torch.cuda.is_available()
      else ["search", "--space", "nb201", "--device", "tpu"], "device"),
