@@ -123,13 +123,9 @@ def test_a_teacher_of_the_students_own_shapes_is_copied_exactly(name, skeleton, 
         assert torch.equal(student(x), teacher(x))
 
 
-def test_a_narrower_shallower_nb201_takes_evenly_spaced_channels_of_the_first_cells() -> None:
-    teacher_space, _, teacher = _model("nb201", Skeleton(**DIGITS, width=8, cells=2), NB201_ARCH)
-    space, _, student = _model("nb201", Skeleton(**DIGITS, width=4, cells=1), NB201_ARCH, seed=3)
-    # Blocks: teacher [c, c | R, c, c | R, c, c], student [c | R, c | R, c].
-    blocks = {0: 0, 1: 2, 2: 3, 3: 5, 4: 6}
-    key = "cells.2.edges.0.nor_conv_3x3.conv.weight"
-    assert teacher_keys(teacher_space, space, [key]) == {key: key.replace("cells.2", "cells.3")}
+def _check_block_selection(teacher, teacher_space, student, space, blocks) -> None:
+    """Every student tensor is the evenly spaced selection of its teacher tensor, student
+    block i taken from teacher block blocks[i]."""
     selected = select_weights(teacher.state_dict(), teacher_space, space, student)
     own = teacher.state_dict()
     for key, target in student.state_dict().items():
@@ -138,6 +134,16 @@ def test_a_narrower_shallower_nb201_takes_evenly_spaced_channels_of_the_first_ce
             i = int(key.split(".")[1])
             source = key.replace(f"cells.{i}.", f"cells.{blocks[i]}.", 1)
         assert torch.equal(selected[key], _expected(own[source], target.shape)), key
+
+
+def test_a_narrower_shallower_nb201_takes_evenly_spaced_channels_of_the_first_cells() -> None:
+    teacher_space, _, teacher = _model("nb201", Skeleton(**DIGITS, width=8, cells=2), NB201_ARCH)
+    space, _, student = _model("nb201", Skeleton(**DIGITS, width=4, cells=1), NB201_ARCH, seed=3)
+    # Blocks: teacher [c, c | R, c, c | R, c, c], student [c | R, c | R, c].
+    blocks = {0: 0, 1: 2, 2: 3, 3: 5, 4: 6}
+    key = "cells.2.edges.0.nor_conv_3x3.conv.weight"
+    assert teacher_keys(teacher_space, space, [key]) == {key: key.replace("cells.2", "cells.3")}
+    _check_block_selection(teacher, teacher_space, student, space, blocks)
 
 
 def test_a_smaller_mobilenet_takes_evenly_spaced_elements_of_every_dimension() -> None:
@@ -158,14 +164,7 @@ def test_a_narrower_shallower_darts_takes_the_first_cells_of_each_stage() -> Non
     teacher_space, _, teacher = _model("darts", Skeleton(**DIGITS, width=8, cells=8), str(arch))
     space, _, student = _model("darts", Skeleton(**DIGITS, width=4, cells=5), str(arch), seed=3)
     blocks = {0: 0, 1: 2, 2: 3, 3: 5, 4: 6}  # [n, n | R, n, n | R, n, n] and [n | R, n | R, n]
-    selected = select_weights(teacher.state_dict(), teacher_space, space, student)
-    own = teacher.state_dict()
-    for key, target in student.state_dict().items():
-        source = key
-        if key.startswith("cells."):
-            i = int(key.split(".")[1])
-            source = key.replace(f"cells.{i}.", f"cells.{blocks[i]}.", 1)
-        assert torch.equal(selected[key], _expected(own[source], target.shape)), key
+    _check_block_selection(teacher, teacher_space, student, space, blocks)
 
 
 @pytest.mark.parametrize("width", [4, 3])  # 8 -> 4 divides, 8 -> 3 does not
