@@ -142,7 +142,8 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
         if not torchrun.is_main():
             return SearchResult(run.path, None, None)  # the main process searches alone
     problem = trained.problem
-    if isinstance(trained.method, GradientMethod):
+    derives = isinstance(trained.method, GradientMethod)  # no searcher: its own architecture
+    if derives:
         print(f"{trained.method.name} derives its architecture from its learned weights; "
               f"the {search_config.searcher} searcher is not run")
         found = write_derived(run, trained)
@@ -160,8 +161,7 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
     return SearchResult(run.path, best, score, problem.space.params_m(best),
                         problem.space.flops_m(best), float(trials["val_accuracy"].median()),
                         100.0 / problem.space.skeleton.num_classes, trust=trust, audit=checked,
-                        derived_by=(trained.method.name
-                                    if isinstance(trained.method, GradientMethod) else None))
+                        derived_by=trained.method.name if derives else None)
 
 
 def _check_distributed_search(search_config: SearchConfig, supernet_run: str | Path | None,

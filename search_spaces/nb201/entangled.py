@@ -79,13 +79,10 @@ class EntangledSupernetCell(SupernetCell):
     """`edges[e]` holds `skip_connect`, `avg_pool_3x3` and one entangled `conv` for both convs;
     a path's cell and the relaxed cell are `SupernetCell`'s, over these ops."""
 
-    def __init__(self, channels: int) -> None:
-        nn.Module.__init__(self)
-        self.edges = nn.ModuleList(
-            nn.ModuleDict({"skip_connect": nn.Identity(), "conv": EntangledReLUConvBN(channels),
-                           "avg_pool_3x3": nn.AvgPool2d(3, stride=1, padding=1,
-                                                        count_include_pad=False)})
-            for _ in range(6))
+    def build_edge(self, channels: int) -> nn.ModuleDict:
+        return nn.ModuleDict({"skip_connect": nn.Identity(), "conv": EntangledReLUConvBN(channels),
+                              "avg_pool_3x3": nn.AvgPool2d(3, stride=1, padding=1,
+                                                           count_include_pad=False)})
 
     def run_op(self, e: int, name: str, x: torch.Tensor) -> torch.Tensor:
         if name in CONV_OPS:

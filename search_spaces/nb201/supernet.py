@@ -28,10 +28,12 @@ class SupernetCell(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.edges = nn.ModuleList(
-            nn.ModuleDict({name: build_op(name, channels) for name in OP_NAMES if name != "none"})
-            for _ in EDGES
-        )
+        self.edges = nn.ModuleList(self.build_edge(channels) for _ in EDGES)
+
+    def build_edge(self, channels: int) -> nn.ModuleDict:
+        """One edge's candidate modules (`run_op` and `mixed_edge` read them)."""
+        return nn.ModuleDict({name: build_op(name, channels) for name in OP_NAMES
+                              if name != "none"})
 
     def forward(self, x: torch.Tensor, ops: Sequence[str]) -> torch.Tensor:  # (B, C, H, W)
         # Same summation order as `model.InferCell`, so both give bit-identical outputs.

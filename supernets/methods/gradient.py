@@ -36,6 +36,7 @@ from search_spaces.uniform import UniformSampler
 from supernets.budget import StepBudget
 from supernets.loop import Optimisation, sgd_with_schedule
 from supernets.methods.base import MethodConfig, TrainingMethod
+from supernets.methods.unrolled import unrolled_alpha_gradients
 from supernets.step_context import StepContext
 from supernets.train_config import TrainConfig
 
@@ -77,6 +78,20 @@ class DARTSConfig(GradientConfig):
         if self.order not in (1, 2):
             raise ConfigError(f"order must be 1 (first-order DARTS) or 2 (second order), got "
                               f"{self.order}")
+
+
+def dirichlet_draw(alpha: torch.Tensor) -> torch.Tensor:
+    """DrNAS's mixing weights: one `rsample` of Dirichlet(elu(alpha) + 1). Drawn on the CPU from
+    torch's global generator, which checkpoints hold, so a resumed run draws the same weights on
+    any device."""
+    concentration = F.elu(alpha.cpu()) + 1
+    return torch.distributions.Dirichlet(concentration).rsample().to(alpha.device)
+
+
+def dirichlet_mean(alpha: torch.Tensor) -> torch.Tensor:
+    """The expected DrNAS mixing weights, which its architecture is derived from."""
+    concentration = F.elu(alpha) + 1
+    return concentration / concentration.sum()
 
 
 class GradientMethod(TrainingMethod):
@@ -168,8 +183,7 @@ class GradientMethod(TrainingMethod):
 
     # ---- state ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "alphas": [a.detach().cpu().clone() for a in self.alphas],
-                "derived": str(self.derive())}
+        return {**super().state_dict(), "alphas": [a.detach().cpu().clone() for a in self.alphas]}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
@@ -187,8 +201,6 @@ class DARTS(GradientMethod):
         if self.config.order == 1:
             super().architecture_step(val_images, val_labels, images, labels, context)
             return
-        from supernets.methods.unrolled import unrolled_alpha_gradients
-
         gradients = unrolled_alpha_gradients(self, val_images, val_labels, images, labels,
                                              context)
         # The one backward pass of the architecture step: alpha.grad = the unrolled gradient.
@@ -204,11 +216,7 @@ class DrNAS(GradientMethod):
     name = "drnas"
 
     def mixing_weights(self, alpha: torch.Tensor) -> torch.Tensor:
-        # Drawn on the CPU from torch's global generator, which checkpoints hold, so a resumed
-        # run draws the same weights on any device.
-        concentration = F.elu(alpha.cpu()) + 1
-        return torch.distributions.Dirichlet(concentration).rsample().to(alpha.device)
+        return dirichlet_draw(alpha)
 
     def expected_weights(self, alpha: torch.Tensor) -> torch.Tensor:
-        concentration = F.elu(alpha) + 1
-        return concentration / concentration.sum()
+        return dirichlet_mean(alpha)

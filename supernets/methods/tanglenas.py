@@ -20,7 +20,8 @@ import torch
 
 from nas.errors import ConfigError
 from search_spaces.base import SearchSpace, Supernet
-from supernets.methods.gradient import DrNAS, GradientConfig, GradientMethod
+from supernets.methods.gradient import (GradientConfig, GradientMethod, dirichlet_draw,
+                                        dirichlet_mean)
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,10 @@ class TangleNAS(GradientMethod):
 
     def mixing_weights(self, alpha: torch.Tensor) -> torch.Tensor:
         if self.config.optimizer == "drnas":
-            return DrNAS.mixing_weights(self, alpha)
+            return dirichlet_draw(alpha)
         return super().mixing_weights(alpha)
 
     def expected_weights(self, alpha: torch.Tensor) -> torch.Tensor:
         if self.config.optimizer == "drnas":
-            return DrNAS.expected_weights(self, alpha)
+            return dirichlet_mean(alpha)
         return super().expected_weights(alpha)

@@ -23,11 +23,14 @@ if TYPE_CHECKING:
     from supernets.methods.gradient import GradientMethod
 
 
-def _gradients(loss: torch.Tensor, tensors: list[torch.Tensor],
-               context: StepContext) -> list[torch.Tensor]:
-    """d loss / d tensors, zeros where a tensor is unused, averaged over processes."""
+def _gradients(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """d loss / d tensors, zeros where a tensor is unused."""
     grads = torch.autograd.grad(loss, tensors, allow_unused=True)
-    grads = [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads)]
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads)]
+
+
+def _averaged(grads: list[torch.Tensor], context: StepContext) -> list[torch.Tensor]:
+    """The mean of each gradient over processes (in place)."""
     if context.world_size > 1:
         for g in grads:
             context.all_reduce(g).div_(context.world_size)
@@ -44,8 +47,8 @@ def unrolled_alpha_gradients(method: "GradientMethod", val_images: torch.Tensor,
     original = [w.detach().clone() for w in weights]
 
     # The mixture is made anew for each pass: each graph is freed after its gradient.
-    train_grads = _gradients(method._loss(images, labels, method.mixture().detach()), weights,
-                             context)
+    train_grads = _averaged(
+        _gradients(method._loss(images, labels, method.mixture().detach()), weights), context)
     with torch.no_grad():
         for w, g in zip(weights, train_grads):
             buffer = method.optimizer.state.get(w, {}).get("momentum_buffer")
@@ -55,8 +58,9 @@ def unrolled_alpha_gradients(method: "GradientMethod", val_images: torch.Tensor,
             w.sub_(xi * step)
     try:
         both = _gradients(method._loss(val_images, val_labels, method.mixture()),
-                          [*method.alphas, *weights], context)
-        alpha_grads, val_weight_grads = both[:len(method.alphas)], both[len(method.alphas):]
+                          [*method.alphas, *weights])
+        alpha_grads = both[:len(method.alphas)]
+        val_weight_grads = _averaged(both[len(method.alphas):], context)
         norm = torch.sqrt(sum((g * g).sum() for g in val_weight_grads))
         eps = 0.01 / norm.clamp_min(1e-12)
         finite = []
@@ -65,7 +69,7 @@ def unrolled_alpha_gradients(method: "GradientMethod", val_images: torch.Tensor,
                 for w, w0, v in zip(weights, original, val_weight_grads):
                     w.copy_(w0 + sign * eps * v)
             finite.append(_gradients(method._loss(images, labels, method.mixture()),
-                                     list(method.alphas), context))
+                                     list(method.alphas)))
     finally:
         with torch.no_grad():
             for w, w0 in zip(weights, original):
