@@ -12,13 +12,13 @@ from typing import Callable, Sequence
 
 from nas.config import (DEFAULT_METHOD, SUPERNET_TRAINING, DataConfig, SearchConfig,
                         SpaceConfig, TrainConfig)
-from nas.correlate import DEFAULT_SAMPLE as CORRELATE_SAMPLE
-from nas import torchrun
+from nas.ranking.correlate import DEFAULT_SAMPLE as CORRELATE_SAMPLE
+from nas.training import torchrun
 from nas.errors import NasError
 from supernets.precision import PRECISIONS
-from nas.groundtruth import DEFAULT_SAMPLE as GROUNDTRUTH_SAMPLE
-from nas.groundtruth import DEFAULT_SEEDS as GROUNDTRUTH_SEEDS
-from nas.ranking.proxies import PROXIES, parse_proxy_names
+from nas.ranking.groundtruth import DEFAULT_SAMPLE as GROUNDTRUTH_SAMPLE
+from nas.ranking.groundtruth import DEFAULT_SEEDS as GROUNDTRUTH_SEEDS
+from nas.scorers.proxies import PROXIES, parse_proxy_names
 from nas.searchers import SEARCHERS
 from search_spaces import SPACES
 from supernets import METHODS
@@ -262,7 +262,7 @@ def _run_search(args: argparse.Namespace) -> None:
 def _skeleton_flags(run_dir: Path) -> str:
     """The options a stand-alone training needs to build the searched skeleton on the same data,
     read from what the run recorded (a search over another run's supernet: from that run)."""
-    from nas.results.run_dir import RunDir
+    from nas.runs.run_dir import RunDir
 
     settings = RunDir(run_dir).settings()
     if "supernet_run" in settings:
@@ -296,7 +296,7 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def _run_groundtruth(args: argparse.Namespace) -> None:
-    from nas.groundtruth import GROUNDTRUTH_FILE, groundtruth
+    from nas.ranking.groundtruth import GROUNDTRUTH_FILE, groundtruth
 
     space, data, train = _configs(args)
     run = groundtruth(space, data, train, args.sample, args.seeds, args.out)
@@ -315,7 +315,7 @@ def _seed_list(text: str) -> list[int]:
 
 
 def _run_correlate(args: argparse.Namespace) -> None:
-    from nas.correlate import compare_runs, correlate_run, format_report
+    from nas.ranking.correlate import compare_runs, correlate_run, format_report
 
     if args.proxy is not None:
         _run_correlate_proxies(args)
@@ -344,7 +344,7 @@ def _run_correlate(args: argparse.Namespace) -> None:
 
 
 def _run_correlate_budget(args: argparse.Namespace) -> None:
-    from nas.budget_curve import correlate_budget, snapshot_means
+    from nas.ranking.budget_curve import correlate_budget, snapshot_means
 
     if args.out is None:
         raise NasError("--budget needs --out DIR for budget.csv and budget.png")
@@ -357,8 +357,8 @@ def _run_correlate_budget(args: argparse.Namespace) -> None:
 
 
 def _run_correlate_proxies(args: argparse.Namespace) -> None:
-    from nas.correlate import correlate_proxies, format_report
-    from nas.supernet_run import build_problem
+    from nas.ranking.correlate import correlate_proxies, format_report
+    from nas.problem import build_problem
 
     if args.run_dirs:
         raise NasError("--proxy scores without a supernet; drop the RUN_DIRs (or --proxy)")
@@ -539,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_DISTRIBUTED_COMMANDS = ("supernet", "search")  # what torchrun can run (nas/torchrun.py)
+_DISTRIBUTED_COMMANDS = ("supernet", "search")  # what torchrun can run (nas/training/torchrun.py)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

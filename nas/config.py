@@ -1,8 +1,10 @@
-"""The configuration dataclasses of every command, and `key=value` option parsing.
+"""The configuration dataclasses of every command, the typed record of a run's settings, and
+`key=value` option parsing.
 
 Components own their configs (`DataConfig` in nas.data, `TrainConfig` in supernets.loop, each
-method's `MethodConfig`); this module adds the space and search configs and re-exports the rest,
-so that a run's settings are plain dicts of these dataclasses.
+method's `MethodConfig`); this module adds the space and search configs, re-exports the rest,
+and gathers one run's settings in a `RunRecord`, which the run directory writes as config.json
+and reads back (older run directories included: `with_added_defaults`).
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from typing import Any, Iterable, TypeVar
 
 from nas.data.batches import DataConfig
 from nas.errors import ConfigError
+from nas.scorers.scorer import ScorerSetting
 from supernets.loop import TrainConfig
-from supernets.methods import METHODS
+from supernets.methods import METHODS, MethodConfig
 
 C = TypeVar("C")
 
@@ -57,12 +60,13 @@ class SearchConfig:
     searcher: str = "tpe"
     trials: int = 100
     seed: int = 0
-    # What scores an architecture: "supernet" (trained weight-sharing supernet), "proxy:NAME",
-    # a training-free proxy of `nas.ranking.proxies`, or "oracle:PATH", a ground-truth table
-    # looked up (`oracle_column`; None: the table's default column). The last two train nothing.
+    # What scores an architecture (`nas.scorers.ScorerSetting`, as `scorer_setting`):
+    # "supernet" (trained weight-sharing supernet), "proxy:NAME", a training-free proxy of
+    # `nas.scorers.proxies`, or "oracle:PATH", a ground-truth table looked up (`oracle_column`;
+    # None: the table's default column). The last two train nothing.
     scorer: str = "supernet"
     oracle_column: str | None = None
-    # `nas.objectives`: "accuracy" or e.g. "accuracy,flops" (accuracy first, costs minimised),
+    # `nas.search.objectives`: "accuracy" or e.g. "accuracy,flops" (accuracy first, costs minimised),
     # and which point of the result `best.txt` names: "accuracy" or e.g. "flops<=50".
     objectives: str = "accuracy"
     pick: str = "accuracy"
@@ -71,7 +75,7 @@ class SearchConfig:
     time_budget_s: float | None = None
 
     def __post_init__(self) -> None:
-        from nas.objectives import Pick, parse_objectives  # torch; kept off the config import
+        from nas.search.objectives import Pick, parse_objectives  # torch; kept off the config import
 
         if self.trials < 0:
             raise ConfigError(f"trials must be >= 0, got {self.trials}")
@@ -82,33 +86,103 @@ class SearchConfig:
         object.__setattr__(self, "objectives", ",".join(objectives))
         pick = Pick.parse(self.pick)
         object.__setattr__(self, "pick", str(pick))
-        from nas.searchers import MULTI_OBJECTIVE
+        from nas.searchers import MULTI_OBJECTIVE, SEARCHERS
 
+        SEARCHERS.get(self.searcher)  # an unknown name fails before any training
         if len(objectives) > 1 and self.searcher not in MULTI_OBJECTIVE:
             raise ConfigError(f"{self.searcher} optimises one objective; with --objectives "
                               f"{self.objectives} use one of {', '.join(MULTI_OBJECTIVE)}")
         if pick.cost == "latency" and "latency" not in objectives:
             raise ConfigError("--pick latency<=... needs latency measured: add it to "
                               "--objectives (e.g. accuracy,latency)")
-        kind = self.scorer.partition(":")[0]
-        if self.scorer != "supernet" and (kind not in ("proxy", "oracle")
-                                          or not self.scorer.partition(":")[2]):
-            raise ConfigError(f"unknown scorer {self.scorer!r}; choose supernet, proxy:NAME "
-                              f"(e.g. proxy:naswot) or oracle:TABLE.csv")
-        if self.oracle_column is not None and kind != "oracle":
-            raise ConfigError("a table column is for an oracle search; give --oracle FILE too")
+        ScorerSetting.parse(self.scorer, self.oracle_column)  # a malformed one fails here
 
     @property
-    def proxy(self) -> str | None:
-        """The proxy's name when a proxy scores, else None."""
-        kind, _, name = self.scorer.partition(":")
-        return name if kind == "proxy" else None
+    def scorer_setting(self) -> ScorerSetting:
+        return ScorerSetting.parse(self.scorer, self.oracle_column)
 
-    @property
-    def oracle(self) -> str | None:
-        """The ground-truth table's path when a table scores, else None."""
-        kind, _, path = self.scorer.partition(":")
-        return path if kind == "oracle" else None
+
+@dataclass(frozen=True)
+class MethodSetting:
+    """A training method by name with its options, checked against its config class."""
+
+    name: str
+    options: MethodConfig
+
+    @classmethod
+    def parse(cls, name: str, options: dict[str, Any]) -> MethodSetting:
+        """From `--method NAME --method-opt key=value` (values as text or typed)."""
+        config_class = METHODS.get(name).config_class
+        return cls(name, parse_options(config_class, [f"{k}={v}" for k, v in options.items()],
+                                       "method option"))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> MethodSetting:
+        method_class = METHODS.get(values["name"])
+        try:
+            return cls(values["name"], method_class.config_class(**values["options"]))
+        except TypeError as error:
+            raise ConfigError(f"the run's method options do not fit {method_class.name}: "
+                              f"{error}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "options": self.options.to_dict()}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """The settings of one run, as its config.json records them: what a resume must repeat and
+    what every later command reads back. Sections a kind of run has not are None (and absent
+    from the file): a supernet run has space, data, train and method; a search adds `search`,
+    or names the run whose supernet it reuses (`supernet_run`) instead of training one; a
+    training-free search has space, data and search; `nas train` has space, data, train, arch
+    (and `init` unless from scratch); `nas groundtruth` has `sample` and `seeds`."""
+
+    kind: str | None = None
+    space: SpaceConfig | None = None
+    data: DataConfig | None = None
+    train: TrainConfig | None = None
+    method: MethodSetting | None = None
+    search: SearchConfig | None = None
+    supernet_run: str | None = None
+    arch: str | None = None
+    init: dict[str, Any] | None = None  # {"name": ..., "teacher": ...}
+    sample: int | None = None
+    seeds: int | None = None
+    seed: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        values = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None:
+                continue
+            values[f.name] = (value.to_dict() if isinstance(value, MethodSetting)
+                              else asdict(value) if dataclasses.is_dataclass(value) else value)
+        return values
+
+    @staticmethod
+    def upgrade(settings: dict[str, Any]) -> dict[str, Any]:
+        """Recorded settings as this platform records them (`with_added_defaults`)."""
+        return with_added_defaults(settings)
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> RunRecord:
+        values = with_added_defaults(settings)
+        sections = {"space": SpaceConfig, "data": DataConfig, "train": TrainConfig,
+                    "search": SearchConfig}
+        unknown = sorted(set(values) - _RECORD_FIELDS)
+        if unknown:
+            raise ConfigError(f"a run's settings hold {unknown[0]!r}, which this platform does "
+                              f"not know; valid keys: {', '.join(sorted(_RECORD_FIELDS))}")
+        typed = {key: sections[key](**value) if key in sections else value
+                 for key, value in values.items() if key != "method"}
+        if "method" in values:
+            typed["method"] = MethodSetting.from_dict(values["method"])
+        return cls(**typed)
+
+
+_RECORD_FIELDS = {f.name for f in dataclasses.fields(RunRecord)}
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -196,5 +270,6 @@ def with_added_defaults(previous: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-__all__ = ["DEFAULT_METHOD", "SUPERNET_TRAINING", "DataConfig", "SearchConfig", "SpaceConfig",
-           "TrainConfig", "from_dict", "parse_options", "to_dict", "with_added_defaults"]
+__all__ = ["DEFAULT_METHOD", "SUPERNET_TRAINING", "DataConfig", "MethodSetting", "RunRecord",
+           "SearchConfig", "SpaceConfig", "TrainConfig", "from_dict", "parse_options", "to_dict",
+           "with_added_defaults"]

@@ -1,10 +1,11 @@
-"""Named registries: the one global state of the platform (spaces, methods, searchers).
+"""Named registries: the one global state of the platform (spaces, methods, searchers,
+proxies, `nas bench` producers).
 
 Registry names are the CLI names. Imports nothing from the project but `nas.errors`.
 """
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Generic, Iterator, TypeVar
 
 from nas.errors import UnknownNameError
 
@@ -12,7 +13,10 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """A name -> entry dict that refuses duplicates and names the valid keys on a miss."""
+    """A name -> entry dict that refuses duplicates and names the valid keys on a miss.
+
+    `names()` lists the names sorted (CLI help, error messages); iterating yields the entries
+    in registration order (`nas bench` runs its producers in that order)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -45,3 +49,6 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._entries
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self._entries.values())

@@ -13,7 +13,7 @@ Two kinds of thing propose architectures, and they do not share an interface:
   smallest paths itself.
 - Searchers decide which architectures to score on a trained supernet. They are Optuna samplers
   (`optuna.samplers.BaseSampler`: TPE and random today; a searcher of the project's own
-  subclasses it) driven through one Optuna study by `nas.search_run.run_search`, which asks the
+  subclasses it) driven through one Optuna study by `nas.search.loop.run_search`, which asks the
   study for trials, scores them and tells it the result. The study is the searcher's whole state, so storage, resume and
   many workers come with it.
 """

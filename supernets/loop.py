@@ -104,7 +104,7 @@ def sgd_with_schedule(parameters: Iterable[torch.Tensor], config: TrainConfig,
 class StepMethod:
     """What the loop asks of whatever it trains with, and the defaults of the optional parts.
 
-    Subclassed by `supernets.methods.base.TrainingMethod` and `nas.standalone.StandaloneStep`.
+    Subclassed by `supernets.methods.base.TrainingMethod` and `nas.training.standalone.StandaloneStep`.
     Order, per run: `configure_optimizers(model, config, budget)`, then any resumed
     state is loaded, then `setup(model, optimizer, batches, context)` once; per epoch
     `on_epoch_start(epoch, epochs)` (idempotent: it runs again for the epoch a resumed run

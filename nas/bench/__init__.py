@@ -1,7 +1,7 @@
 """`nas bench`: every speed figure of the platform as a ratio against a baseline measured in
 the same run, written to bench.csv, machine.json and README.md.
 
-`PRODUCERS` lists the producers in the order they run. Each is a function
+`PRODUCERS` registers the producers; they run in registration order. Each is a function
 `(quick: bool) -> list[dict]` whose rows `nas.bench.rows.make_row` builds; `quick` shrinks
 everything (tiny skeletons, 2 steps, 1 repeat) so that a test runs in seconds.
 """
@@ -12,20 +12,26 @@ from pathlib import Path
 
 from nas.bench.rows import ROW_KEYS, check_row, goal_met, make_row
 from nas.bench.runner import Producer, check_data, run_bench, select_producers
+from nas.registry import Registry
 
 DEFAULT_OUT = "results/bench"
 
-PRODUCERS = (
-    Producer("steps", "nas.bench.steps", "step_rows",
-             "supernet single-path step / stand-alone subnet step (nb201, darts)"),
-    Producer("methods", "nas.bench.methods", "method_rows",
-             "PA&DA epoch / SPOS epoch; AlphaNet sandwich step / its subnets' steps"),
-    Producer("scoring", "nas.bench.scoring", "scoring_rows",
-             "architectures scored per second, fast / naive", takes_data=True),
-    Producer("ddp", "nas.bench.ddp", "ddp_rows", "DDP 2-process throughput efficiency"),
-    Producer("precision", "nas.bench.precision", "precision_rows",
-             "images/s with / without mixed precision (GPU)"),
-)
+PRODUCERS: Registry[Producer] = Registry("producer")
+PRODUCERS.register(Producer(
+    "steps", "nas.bench.step_speed", "step_rows",
+    "supernet single-path step / stand-alone subnet step (nb201, darts)"))
+PRODUCERS.register(Producer(
+    "methods", "nas.bench.method_speed", "method_rows",
+    "PA&DA epoch / SPOS epoch; AlphaNet sandwich step / its subnets' steps"))
+PRODUCERS.register(Producer(
+    "scoring", "nas.bench.scoring_speed", "scoring_rows",
+    "architectures scored per second, fast / naive", takes_data=True))
+PRODUCERS.register(Producer(
+    "ddp", "nas.bench.ddp_speed", "ddp_rows",
+    "DDP 2-process throughput efficiency"))
+PRODUCERS.register(Producer(
+    "precision", "nas.bench.precision_speed", "precision_rows",
+    "images/s with / without mixed precision (GPU)"))
 
 
 def bench(out: str | Path = DEFAULT_OUT, only: str | None = None, quick: bool = False,

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from nas.bench.rows import ROW_KEYS
-from nas.results import atomic_write_csv, atomic_write_json, atomic_write_text
+from nas.runs import atomic_write_csv, atomic_write_json, atomic_write_text
 
 CSV_FILE, MACHINE_FILE, README_FILE = "bench.csv", "machine.json", "README.md"
 

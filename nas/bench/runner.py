@@ -17,6 +17,7 @@ from typing import Callable, Sequence, TextIO
 from nas.bench.report import describe_machine, keep_earlier_run, load_average, write_report
 from nas.bench.rows import check_row
 from nas.errors import ConfigError, DataError, UnknownNameError
+from nas.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -28,16 +29,15 @@ class Producer:
     takes_data: bool = False  # called with data=--data as well
 
 
-def select_producers(producers: Sequence[Producer], only: str | None) -> list[Producer]:
-    """The producers `--only` names (comma-separated), in the registry's order; all for None."""
+def select_producers(producers: Registry[Producer], only: str | None) -> list[Producer]:
+    """The producers `--only` names (comma-separated), in registration order; all for None."""
     if only is None:
         return list(producers)
-    known = [p.name for p in producers]
     names = [name.strip() for name in only.split(",")]
     for name in names:
-        if name not in known:
+        if name not in producers:
             raise UnknownNameError(f"unknown producer {name!r} in --only {only!r}; choose from: "
-                                   f"{', '.join(known)}")
+                                   f"{', '.join(p.name for p in producers)}")
     return [p for p in producers if p.name in names]
 
 

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from nas.ranking.metrics import _checked_pair, kendall_tau
-from nas.results import atomic_write_bytes
+from nas.runs import atomic_write_bytes
 
 matplotlib.use("Agg")  # headless: runs write files and never open windows
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen before pyplot loads)

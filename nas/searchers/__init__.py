@@ -23,4 +23,5 @@ MULTI_OBJECTIVE = ("tpe", "random", "nsga2")
 # workers sharing a study share their seed.
 TRIAL_KEYED = ("evolution", "epnas")
 
-__all__ = ["EPNAS", "MULTI_OBJECTIVE", "SEARCHERS", "TRIAL_KEYED", "OptunaSearcher", "RegularizedEvolution", "open_study"]
+__all__ = ["EPNAS", "MULTI_OBJECTIVE", "SEARCHERS", "TRIAL_KEYED", "OptunaSearcher",
+           "RegularizedEvolution", "open_study"]

@@ -39,7 +39,7 @@ began, and random draws come from generators seeded by (seed, round) and (seed, 
 A resumed study therefore proposes what an uninterrupted one would, and no state file exists.
 The decisions and their choices come from the study's `decisions` and `choices` attributes (set
 by the search loop), else from the first trial's parameters. Workers sharing a study (see
-`nas.distributed`) may draw a round's first trials before the previous round has finished: the
+`nas.search.shared_study`) may draw a round's first trials before the previous round has finished: the
 search stays valid but is no longer reproducible trial for trial.
 """
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The base of the project's samplers (evolution, EPNAS): every draw comes from a generator
 seeded by (seed, trial number), and all other state is read from the study's trials, so a
 resumed study proposes what an uninterrupted one would and workers sharing a study share the
-seed (`nas.search_run.worker_seed`)."""
+seed (`nas.search.loop.worker_seed`)."""
 from __future__ import annotations
 
 import zlib

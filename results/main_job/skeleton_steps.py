@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.config import DataConfig, SpaceConfig
-from nas.supernet_run import build_problem
+from nas.problem import build_problem
 from search_spaces.uniform import UniformSampler
 from supernets.evaluation import accuracy, recalibrate_batchnorm
 

@@ -36,5 +36,5 @@ for name in spos pada pada-code fewshot gmnas alphanet; do
 done
 
 # The methods side by side: results/ranking/{report.md,methods.csv,runs.csv,kendall_tau.png,scatter.png}.
-python -m nas.benchmarks.ranking_report --runs "$RUNS" --ground-truth "$GT/groundtruth.csv" \
+python -m nas.reports.ranking_report --runs "$RUNS" --ground-truth "$GT/groundtruth.csv" \
   --out results/ranking --methods spos,pada,pada-code,fewshot,gmnas,alphanet --seeds 0,1,2

@@ -1,9 +1,6 @@
 """DARTS CNN cell space (Liu et al., ICLR 2019), registered as "darts"."""
 from __future__ import annotations
 
-from search_spaces import SPACES
 from search_spaces.darts.space import DartsSpace
-
-SPACES.register(DartsSpace)
 
 __all__ = ["DartsSpace"]

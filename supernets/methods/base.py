@@ -23,6 +23,8 @@ through these calls:
   and the method's BatchNorm mode; `nas search`, `nas correlate` and export all score with it.
 - `build_supernet()`: the supernet the method trains (split methods: a partitioned one);
   evaluation, search and export build it through the method, so they see its structure.
+- `derive() -> Architecture | None`: the architecture the method itself chose (gradient
+  methods: their architecture weights'), or None where a searcher chooses.
 
 Training samplers (which paths a step trains) are the project's own `Sampler`s
 (`search_spaces/base.py`); searchers are Optuna samplers and never train.
@@ -148,6 +150,11 @@ class TrainingMethod(StepMethod):
             raise ConfigError("recalibrating BatchNorm needs calibration batches")
         recalibrate_batchnorm(supernet, lambda x: supernet(x, arch), data.calibration.epoch(0),
                               self.config.calibration_batches)
+
+    def derive(self) -> Architecture | None:
+        """A method that learns architecture weights returns the architecture they derive;
+        single-path methods (this default) return None and leave the choice to a searcher."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return {"sampler": self.sampler.state_dict()}

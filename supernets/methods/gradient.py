@@ -6,7 +6,7 @@ alternates two gradient steps on two halves of the training data: the architectu
 alpha on a validation batch, the supernet weights w on a training batch. First order treats w as
 fixed in the architecture step; second order differentiates through one virtual SGD step
 w' = w - xi * grad_w L_train(w, alpha) (xi = the weights' learning rate), with the Hessian-vector
-product by finite differences, eps = 0.01 / ||grad_w' L_val||.
+product by finite differences, eps = 0.01 / ||grad_w' L_val|| (`DARTS.unrolled_alpha_gradients`).
 
 DrNAS (Chen et al., ICLR 2021; automl/TangleNAS `optimizers/sampler/drnas.py`) treats the
 mixing weights as a Dirichlet(elu(alpha) + 1) random variable and draws them with `rsample`, so
@@ -36,7 +36,6 @@ from search_spaces.uniform import UniformSampler
 from supernets.budget import StepBudget
 from supernets.loop import Optimisation, sgd_with_schedule
 from supernets.methods.base import MethodConfig, TrainingMethod
-from supernets.methods.unrolled import unrolled_alpha_gradients
 from supernets.step_context import StepContext
 from supernets.train_config import TrainConfig
 
@@ -92,6 +91,20 @@ def dirichlet_mean(alpha: torch.Tensor) -> torch.Tensor:
     """The expected DrNAS mixing weights, which its architecture is derived from."""
     concentration = F.elu(alpha) + 1
     return concentration / concentration.sum()
+
+
+def _gradients(loss: torch.Tensor, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+    """d loss / d tensors, zeros where a tensor is unused."""
+    grads = torch.autograd.grad(loss, tensors, allow_unused=True)
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(tensors, grads)]
+
+
+def _averaged(grads: list[torch.Tensor], context: StepContext) -> list[torch.Tensor]:
+    """The mean of each gradient over processes (in place)."""
+    if context.world_size > 1:
+        for g in grads:
+            context.all_reduce(g).div_(context.world_size)
+    return grads
 
 
 class GradientMethod(TrainingMethod):
@@ -201,11 +214,62 @@ class DARTS(GradientMethod):
         if self.config.order == 1:
             super().architecture_step(val_images, val_labels, images, labels, context)
             return
-        gradients = unrolled_alpha_gradients(self, val_images, val_labels, images, labels,
-                                             context)
+        gradients = self.unrolled_alpha_gradients(val_images, val_labels, images, labels,
+                                                  context)
         # The one backward pass of the architecture step: alpha.grad = the unrolled gradient.
         surrogate = sum((a * g).sum() for a, g in zip(self.alphas, gradients))
         context.backward(surrogate, inputs=self.alphas)
+
+    def unrolled_alpha_gradients(self, val_images: torch.Tensor, val_labels: torch.Tensor,
+                                 images: torch.Tensor, labels: torch.Tensor,
+                                 context: StepContext) -> list[torch.Tensor]:
+        """Second order: the gradient of L_val with respect to each of `alphas` through one
+        virtual weights step (quark0/darts `cnn/architect.py` `_backward_step_unrolled`):
+
+            w' = w - xi * (momentum * buffer + grad_w L_train(w, alpha) + weight_decay * w)
+            grad_alpha L_val(w', alpha)
+              - xi * (grad_alpha L_train(w+, alpha) - grad_alpha L_train(w-, alpha)) / (2 eps)
+
+        with w+- = w +- eps * grad_w' L_val(w', alpha), eps = 0.01 / ||grad_w' L_val||. The
+        passes compute gradients with `torch.autograd.grad` on the supernet itself and
+        accumulate nothing; `architecture_step` hands the result to its one backward pass.
+        Under torchrun the weight gradients are averaged over processes first, so every
+        process takes the same virtual step."""
+        weights = [p for p in self._parameters if p.requires_grad]
+        group = self.optimizer.param_groups[0]
+        xi, momentum, decay = group["lr"], group["momentum"], group["weight_decay"]
+        original = [w.detach().clone() for w in weights]
+
+        # The mixture is made anew for each pass: each graph is freed after its gradient.
+        train_grads = _averaged(
+            _gradients(self._loss(images, labels, self.mixture().detach()), weights), context)
+        with torch.no_grad():
+            for w, g in zip(weights, train_grads):
+                buffer = self.optimizer.state.get(w, {}).get("momentum_buffer")
+                step = g + decay * w
+                if buffer is not None:
+                    step = step + momentum * buffer
+                w.sub_(xi * step)
+        try:
+            both = _gradients(self._loss(val_images, val_labels, self.mixture()),
+                              [*self.alphas, *weights])
+            alpha_grads = both[:len(self.alphas)]
+            val_weight_grads = _averaged(both[len(self.alphas):], context)
+            norm = torch.sqrt(sum((g * g).sum() for g in val_weight_grads))
+            eps = 0.01 / norm.clamp_min(1e-12)
+            finite = []
+            for sign in (1.0, -1.0):
+                with torch.no_grad():
+                    for w, w0, v in zip(weights, original, val_weight_grads):
+                        w.copy_(w0 + sign * eps * v)
+                finite.append(_gradients(self._loss(images, labels, self.mixture()),
+                                         list(self.alphas)))
+        finally:
+            with torch.no_grad():
+                for w, w0 in zip(weights, original):
+                    w.copy_(w0)
+        return [(a - xi * (plus - minus) / (2 * eps)).detach()
+                for a, plus, minus in zip(alpha_grads, *finite)]
 
 
 class DrNAS(GradientMethod):

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 from nas.config import DataConfig, SearchConfig, SpaceConfig
-from nas.distributed import SharedStudy
-from nas.results import RunDir
-from nas.search_run import run_search
-from nas.supernet_run import build_problem
+from nas.search.shared_study import SharedStudy
+from nas.runs import RunDir
+from nas.search.loop import run_search
+from nas.problem import build_problem
 
 
 def main(argv: list[str]) -> None:
@@ -34,8 +34,9 @@ def main(argv: list[str]) -> None:
 
     shared = SharedStudy(url, study, {"space": "nb201 tiny"}, ("maximize",), heartbeat_s=1,
                          grace_s=3)
+    score.column = "score"  # a Scorer's name for its values
     run_search(run, problem, score, SearchConfig(searcher="random", trials=int(trials)),
-               column="score", shared=shared, worker=int(Path(out).name[-1]), finish=False)
+               shared=shared, worker=int(Path(out).name[-1]), finish=False)
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ import json
 import pandas as pd
 import pytest
 
-from nas.bench import PRODUCERS, ROW_KEYS, Producer, make_row, run_bench
+from nas.bench import PRODUCERS, ROW_KEYS, Producer, make_row, run_bench, select_producers
 from nas.cli import main
+from nas.registry import Registry
 
 
 def _fake_rows(quick: bool) -> list[dict]:
@@ -53,6 +54,20 @@ def test_unknown_only_name_is_one_line_and_exit_2(tmp_path, capsys):
     error = _error_line(capsys)
     assert "'nope'" in error and ", ".join(p.name for p in PRODUCERS) in error
     assert not out.exists()
+
+
+def test_producers_run_in_registration_order_while_names_are_sorted():
+    assert [p.name for p in PRODUCERS] == ["steps", "methods", "scoring", "ddp", "precision"]
+    assert [p.name for p in select_producers(PRODUCERS, "precision, steps")] == \
+        ["steps", "precision"]
+    assert select_producers(PRODUCERS, None) == list(PRODUCERS)
+    registry = Registry("producer")
+    for name in ("b", "c", "a"):
+        registry.register(Producer(name, __name__, "_fake_rows", "a fake figure"))
+    assert [p.name for p in registry] == ["b", "c", "a"] and registry.names() == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="producer 'a' is registered twice"):
+        registry.register(Producer("a", __name__, "_broken_rows", "raises"))
+    assert [p.function for p in registry] == ["_fake_rows"] * 3
 
 
 def test_data_without_scoring_is_refused(tmp_path, capsys):
@@ -105,8 +120,8 @@ def test_a_second_run_into_the_same_folder_keeps_the_first_runs_figures(tmp_path
 
 
 def test_quick_ddp_and_precision_figures_are_well_formed():
-    from nas.bench.ddp import ddp_rows
-    from nas.bench.precision import precision_rows
+    from nas.bench.ddp_speed import ddp_rows
+    from nas.bench.precision_speed import precision_rows
 
     rows = ddp_rows(quick=True) + precision_rows(quick=True)
     assert [r["space"] for r in rows] == ["nb201"] * 3 + ["darts"] * 3 + ["nb201", "darts"]

@@ -14,7 +14,7 @@ import torch
 from nas.cli import main
 from nas.data import DataConfig, load_data, make_splits
 from nas.errors import ConfigError
-from nas.results import load_checkpoint
+from nas.runs import load_checkpoint
 from search_spaces import Skeleton, get_space
 from supernets import METHODS, TrainConfig, train
 from supernets.budget import StepBudget, parse_duration
@@ -260,7 +260,7 @@ def test_held_out_validation_images_stay_out_of_stand_alone_training():
 
 
 def test_snapshots_of_time_budgeted_runs_are_averaged_by_their_order():
-    from nas.budget_curve import snapshot_means
+    from nas.ranking.budget_curve import snapshot_means
     table = pd.DataFrame({"method": ["m"] * 4, "run": ["a", "a", "b", "b"],
                           "steps": [10, 20, 12, 24], "elapsed_s": [1.0, 2.0, 1.0, 2.2],
                           "kendall_tau": [0.1, 0.3, 0.2, 0.5]})

@@ -19,8 +19,8 @@ import torch
 
 from nas.cli import _configs, build_parser, main
 from nas.config import DEFAULT_METHOD, SUPERNET_TRAINING, DataConfig, SearchConfig, TrainConfig
-from nas.results import load_checkpoint
-from nas.supernet_run import load_supernet
+from nas.runs import load_checkpoint
+from nas.training.supernet import load_supernet
 from nas.searchers import SEARCHERS
 from search_spaces import SPACES
 from supernets import METHODS
@@ -161,7 +161,7 @@ def test_the_import_check_sees_an_upward_import(tmp_path):
 
 def test_results_do_not_import_the_training_methods():
     modules = _all_modules()
-    seen, frontier = set(), ["nas.results", "nas.results.run_dir"]
+    seen, frontier = set(), ["nas.runs", "nas.runs.run_dir"]
     while frontier:
         module = frontier.pop()
         if module in seen:

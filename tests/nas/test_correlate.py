@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from nas.cli import main
-from nas.correlate import correlate_run, read_ground_truth
+from nas.ranking.correlate import correlate_run, read_ground_truth
 from nas.errors import ArchitectureError, DataError
 from search_spaces import get_space
 
@@ -58,7 +58,7 @@ def test_groundtruth_resumes_row_by_row_and_reproduces_a_row(groundtruth_run):
 
 
 def test_a_row_held_by_another_worker_is_left_to_it(groundtruth_run, capsys):
-    from nas.groundtruth import _exclusive_lock
+    from nas.ranking.groundtruth import _exclusive_lock
 
     path = groundtruth_run / "groundtruth.csv"
     full = pd.read_csv(path)

@@ -9,7 +9,7 @@ import pytest
 
 from nas.cli import main
 from nas.export import read_metadata
-from nas.supernet_run import load_supernet
+from nas.training.supernet import load_supernet
 
 TINY = ["--space", "nb201", "--width", "4", "--cells", "1", "--train-subset", "300",
         "--batch-size", "16", "--steps", "12", "--device", "cpu"]

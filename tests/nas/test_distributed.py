@@ -16,7 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.cli import main
-from nas.distributed import SharedStudy, fail_and_retry, make_storage
+from nas.search.shared_study import SharedStudy, fail_and_retry, make_storage
 from nas.errors import ConfigError
 from tests.nas.postgres_server import find_binaries, postgres_server
 

@@ -10,10 +10,10 @@ import pytest
 from nas.cli import main
 from nas.config import DataConfig, SearchConfig, SpaceConfig
 from nas.errors import ConfigError
-from nas.objectives import Latency, Pick, hypervolume_2d, pareto_mask, parse_objectives
-from nas.results import RunDir
-from nas.search_run import run_search
-from nas.supernet_run import build_problem
+from nas.search.objectives import Latency, Pick, hypervolume_2d, pareto_mask, parse_objectives
+from nas.runs import RunDir
+from nas.search.loop import run_search
+from nas.problem import build_problem
 
 TINY = ["--space", "nb201", "--width", "4", "--cells", "1", "--device", "cpu"]
 
@@ -102,6 +102,8 @@ def test_a_search_time_budget_stops_cleanly_and_a_resume_counts_what_was_spent(t
         time.sleep(0.2)
         return float(len(str(arch)))
 
+    slow.column = "score"  # a Scorer's name for its values
+
     # Scoring an architecture takes at least 0.2 s (a repeat is free: scores are cached), so a
     # 1 s budget allows at most 5 distinct ones, however loaded the machine; it stops there,
     # not at the 200 trials.
@@ -129,6 +131,8 @@ def test_a_long_search_writes_its_trials_along_the_way(tmp_path):
             raise KeyboardInterrupt  # the run is killed mid-search
         scored.append(arch)
         return float(len(scored))
+
+    dies_at_the_13th.column = "score"
 
     with pytest.raises(KeyboardInterrupt):
         run_search(run, problem, dies_at_the_13th, SearchConfig(searcher="random", trials=50))

@@ -13,7 +13,7 @@ from torch import nn
 
 from nas.cli import main
 from nas.data import DataConfig, load_data, make_splits
-from nas.ranking.proxies import PROXIES, activation_kernel, grad_norm, naswot, snip, synflow
+from nas.scorers.proxies import PROXIES, activation_kernel, grad_norm, naswot, snip, synflow
 from search_spaces import Skeleton, get_space
 
 TINY = ["--space", "nb201", "--width", "4", "--cells", "1", "--device", "cpu"]
@@ -164,7 +164,7 @@ def test_search_with_a_proxy_trains_nothing_and_exports_fresh_weights(tmp_path, 
 
 
 def test_proxies_are_rows_of_the_ranking_report(tmp_path):
-    from nas.benchmarks import ranking_report
+    from nas.reports import ranking_report
 
     truth, archs, space = _ground_truth(tmp_path, n=16, seeds=(0, 1))
     runs = tmp_path / "runs"
@@ -179,7 +179,7 @@ def test_proxies_are_rows_of_the_ranking_report(tmp_path):
 
 
 def test_the_proxy_table_collects_every_proxy_run(tmp_path, capsys):
-    from nas.benchmarks import proxy_table
+    from nas.reports import proxy_table
 
     truth, archs, _ = _ground_truth(tmp_path)
     runs = tmp_path / "runs"

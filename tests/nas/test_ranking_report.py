@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nas.benchmarks import ranking_report
+from nas.reports import ranking_report
 from nas.ranking import compare_with_baseline, ranking_figures
 from search_spaces import get_space
 
@@ -57,7 +57,7 @@ def test_report_tables_verdicts_and_plots(laid_out, capsys):
     assert len(pd.read_csv(out / "runs.csv")) == 4
     report = (out / "report.md").read_text()
     assert "Beat blurred (95% interval of the difference above 0): sharp." in report
-    assert "python -m nas.benchmarks.ranking_report --runs" in report
+    assert "python -m nas.reports.ranking_report --runs" in report
     for png in ("kendall_tau.png", "scatter.png"):
         assert (out / png).read_bytes().startswith(b"\x89PNG")
     assert "Noise ceiling" in capsys.readouterr().out

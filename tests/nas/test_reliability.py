@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from nas.cli import main
 from nas.data import DataConfig, load_data, make_splits
 from nas.errors import CheckpointError
-from nas.results import load_checkpoint
+from nas.runs import load_checkpoint
 from search_spaces import Skeleton, get_space
 from supernets import METHODS, TrainConfig, train
 
@@ -250,7 +250,7 @@ def test_a_run_recorded_before_a_config_field_existed_still_resumes(tmp_path, ca
 
 def test_a_directory_holding_only_another_writers_temporary_file_is_still_free(tmp_path):
     from nas.errors import ConfigError
-    from nas.results import RunDir
+    from nas.runs import RunDir
 
     run = tmp_path / "run"
     run.mkdir()

@@ -11,9 +11,11 @@ from scipy.stats import kendalltau
 
 from nas.cli import main
 from nas.config import DataConfig, SpaceConfig
-from nas.supernet_run import build_problem
-from nas.supernet_run import load_supernet
-from nas.trust import Audit, distinct, redrawn
+from nas.problem import build_problem
+from nas.training.supernet import load_supernet
+from nas.scorers import ScorerSetting, build_scorer
+from nas.scorers.supernet import redrawn
+from nas.search.trust import Audit, distinct
 
 TINY = ["--space", "nb201", "--width", "4", "--cells", "1", "--device", "cpu"]
 
@@ -50,7 +52,8 @@ def test_trust_reports_the_lead_the_noise_and_the_size_bias_of_the_trials(audite
     # first draw reproduces the search's scores exactly.
     trained = load_supernet(audited, "cpu")
     assert trust["rescores"] != trust["scores"]
-    again = [trained.score(trained.problem.space.parse(a)) for a in trust["top"]]
+    scorer = build_scorer(ScorerSetting(), trained.problem, trained=trained)
+    again = [scorer(trained.problem.space.parse(a)) for a in trust["top"]]
     assert again == pytest.approx(trust["scores"])
     noise = np.mean(np.abs(np.array(trust["scores"]) - np.array(trust["rescores"])))
     assert trust["score_noise"] == pytest.approx(noise) and noise > 0

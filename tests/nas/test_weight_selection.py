@@ -13,7 +13,7 @@ from nas import api
 from nas.cli import main
 from nas.errors import CheckpointError, ConfigError
 from nas.export import save_model
-from nas.weight_selection import (element_indices, load_teacher, select_tensor, select_weights,
+from nas.export.weight_selection import (element_indices, load_teacher, select_tensor, select_weights,
                                   skipped_keys, teacher_keys)
 from search_spaces import Skeleton, get_space
 

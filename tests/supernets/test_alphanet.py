@@ -276,7 +276,7 @@ def _fresh(name: str):
 
 
 def _through_safe_pickle(state: dict) -> dict:
-    """A checkpoint as `nas.results.load_checkpoint` reads it: weights-only unpickling."""
+    """A checkpoint as `nas.runs.load_checkpoint` reads it: weights-only unpickling."""
     buffer = io.BytesIO()
     torch.save(state, buffer)
     buffer.seek(0)

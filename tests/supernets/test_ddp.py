@@ -15,7 +15,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from nas.data import DataConfig, load_data, make_splits
-from nas.results import load_checkpoint
+from nas.runs import load_checkpoint
 from search_spaces import Skeleton, get_space
 from supernets import METHODS, StepContext, StepMethod, TrainConfig, train
 

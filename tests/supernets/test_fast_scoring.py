@@ -6,11 +6,11 @@ import pytest
 import torch
 
 from nas.bench.rows import ROW_KEYS
-from nas.bench.scoring import scoring_rows
+from nas.bench.scoring_speed import scoring_rows
 from nas.config import DataConfig, SpaceConfig
 from nas.data import BatchSource, PreparedBatches
 from nas.errors import DataError
-from nas.supernet_run import build_problem
+from nas.problem import build_problem
 from supernets import METHODS, ScoringData, TrainConfig, train
 from supernets.evaluation import batchnorms
 

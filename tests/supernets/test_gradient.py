@@ -6,6 +6,7 @@
 - DrNAS's weights are Dirichlet(elu(alpha) + 1) draws whose gradient reaches alpha.
 - A one-hot mixture runs exactly the architecture's path (nb201, darts, entangled nb201).
 - DARTS's discretisation keeps each node's two strongest inputs, never `none`.
+- Only these three methods derive an architecture themselves; the others leave it to a searcher.
 """
 from __future__ import annotations
 
@@ -23,7 +24,6 @@ from search_spaces.base import Architecture, Decision, SearchSpace, Supernet
 from search_spaces.relaxation import Mixture
 from supernets import METHODS, TrainConfig, train
 from supernets.methods.gradient import DARTS, DARTSConfig, DrNAS
-from supernets.methods.unrolled import unrolled_alpha_gradients
 from supernets.step_context import StepContext
 
 # ---- a synthetic space: which candidate can fit the labels is known -------------------------
@@ -133,7 +133,7 @@ def test_second_order_gradient_matches_the_exact_unrolled_gradient():
         for alpha in method.alphas:
             alpha.copy_(torch.tensor([0.3, -0.2, 0.1]))
     (x, y), (xv, yv) = _toy_data(64, 0), _toy_data(64, 1)
-    ours = unrolled_alpha_gradients(method, xv, yv, x, y, StepContext())[0]
+    ours = method.unrolled_alpha_gradients(xv, yv, x, y, StepContext())[0]
 
     params = {n: p for n, p in net.named_parameters() if p.requires_grad}
     alpha = method.alphas[0]
@@ -246,6 +246,25 @@ def test_methods_refuse_spaces_they_cannot_mix(method, space_name):
     space = get_space(space_name, Skeleton(3, 10, 8, width=4, cells=2))
     with pytest.raises(ConfigError, match="--method"):
         METHODS.get(method)(space)
+
+
+ARCHITECTURE_WEIGHT_METHODS = ("darts", "drnas", "tangle")
+
+
+@pytest.mark.parametrize("name", sorted({*METHODS.names(), *ARCHITECTURE_WEIGHT_METHODS}))
+def test_only_methods_with_architecture_weights_derive_an_architecture(name):
+    """`derive()` is the method's own choice: gradient methods read it from their weights,
+    single-path methods leave it to a searcher (None)."""
+    space = get_space("nb201", Skeleton(1, 10, 8, width=4, cells=1))
+    cls = METHODS.get(name)
+    options = {"gmnas": {"split_at": "0.0,0.5", "score_batches": 1},
+               "fewshot": {"split_at": 0.5}}.get(name, {})
+    derived = cls(space, cls.config_class(**options), seed=0).derive()
+    if name not in ARCHITECTURE_WEIGHT_METHODS:
+        assert derived is None
+        return
+    assert isinstance(derived, Architecture) and derived.space == space.name
+    assert space.parse(str(derived)) == derived
 
 
 def test_weights_step_leaves_alpha_alone_and_architecture_step_leaves_weights_alone():

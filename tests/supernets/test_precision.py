@@ -90,7 +90,7 @@ def test_channels_last_trains_the_same_network():
 
 
 def test_a_compiled_stand_alone_model_trains_as_the_eager_one():
-    from nas.standalone import StandaloneStep
+    from nas.training.standalone import StandaloneStep
 
     space = get_space("nb201", Skeleton(1, 10, 8, width=4, cells=1))
     splits = make_splits(load_data(None), DataConfig(batch_size=32), 0)
