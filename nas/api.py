@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, Sequence
+
+import pandas as pd
 
 from nas.config import (DEFAULT_METHOD, SUPERNET_TRAINING, DataConfig, RunRecord, SearchConfig,
                         SpaceConfig, TrainConfig)
@@ -37,8 +39,9 @@ from search_spaces import Architecture
 from supernets import TrainingMethod
 
 __all__ = ["DataConfig", "INITS", "Initialisation", "Parallel", "SearchConfig", "SearchResult",
-           "SpaceConfig", "TrainConfig", "TrainResult", "export", "initial_state", "search",
-           "supernet", "train"]
+           "SpaceConfig", "TrainConfig", "TrainResult", "bench", "compare_correlations",
+           "correlate", "correlate_budget", "correlate_proxies", "export", "groundtruth",
+           "initial_state", "search", "supernet", "train"]
 
 
 @dataclass(frozen=True)
@@ -238,3 +241,76 @@ def train(space: SpaceConfig, arch: str, data: DataConfig = DataConfig(),
     `initial_state`. A resumed run continues from its checkpoint instead.
     """
     return train_architecture(space, arch, data, train_config, out, init, teacher)
+
+
+def groundtruth(space: SpaceConfig, data: DataConfig = DataConfig(),
+                train_config: TrainConfig = TrainConfig(), sample: int | None = None,
+                seeds: int | None = None, out: str | Path | None = None) -> Path:
+    """Train `sample` architectures stand-alone, `seeds` seeds each, as ground truth for
+    `correlate` (`nas.ranking.groundtruth`; its defaults where None); resumable."""
+    from nas.ranking import groundtruth as ground_truth
+
+    return ground_truth.groundtruth(
+        space, data, train_config,
+        sample if sample is not None else ground_truth.DEFAULT_SAMPLE,
+        seeds if seeds is not None else ground_truth.DEFAULT_SEEDS, out)
+
+
+def correlate(run_dirs: Sequence[str | Path], ground_truth: str | Path,
+              column: str | None = None, archs: str | None = None, sample: int | None = None,
+              seed: int = 0, overwrite: bool = False, device: str = TrainConfig.device
+              ) -> Iterator[dict]:
+    """Each run's supernet ranking against `ground_truth`, written into the run and yielded
+    as it is done (`nas.ranking.correlate`)."""
+    from nas.ranking.correlate import DEFAULT_SAMPLE, correlate_run
+
+    for run_dir in run_dirs:
+        yield correlate_run(run_dir, ground_truth, column, archs,
+                            sample if sample is not None else DEFAULT_SAMPLE, seed,
+                            overwrite=overwrite, device=device)
+
+
+def compare_correlations(reports: Sequence[dict], out: str | Path) -> dict:
+    """Across runs scored on the same architectures: top-k overlap and score variance."""
+    from nas.ranking.correlate import compare_runs
+
+    return compare_runs(list(reports), out)
+
+
+def correlate_budget(run_dirs: Sequence[str | Path], ground_truth: str | Path, out: str | Path,
+                     column: str | None = None, archs: str | None = None,
+                     sample: int | None = None, seed: int = 0, references: str | None = None,
+                     device: str = TrainConfig.device) -> pd.DataFrame:
+    """Kendall tau of every snapshot the runs kept, against steps and wall time
+    (`nas.ranking.budget_curve`); returns each method's mean per snapshot."""
+    from nas.ranking.budget_curve import correlate_budget as budget, snapshot_means
+    from nas.ranking.correlate import DEFAULT_SAMPLE
+
+    table = budget(run_dirs, ground_truth, out, column, archs,
+                   sample if sample is not None else DEFAULT_SAMPLE, seed, references, device)
+    return snapshot_means(table)
+
+
+def correlate_proxies(proxies: str, space: SpaceConfig, data: DataConfig,
+                      ground_truth: str | Path, out: str | Path, column: str | None = None,
+                      archs: str | None = None, sample: int | None = None, seed: int = 0,
+                      proxy_seeds: Sequence[int] = (0,), overwrite: bool = False,
+                      device: str = TrainConfig.device) -> list[dict]:
+    """Rank the ground truth's architectures with training-free proxies (`proxies`:
+    comma-separated names), each (proxy, seed) written as a run under `out`."""
+    from nas.ranking.correlate import DEFAULT_SAMPLE, correlate_proxies as score_proxies
+    from nas.scorers.proxies import parse_proxy_names
+
+    names = parse_proxy_names(proxies)
+    problem = build_problem(space, data, proxy_seeds[0], device)
+    return score_proxies(problem, names, ground_truth, out, column, archs,
+                         sample if sample is not None else DEFAULT_SAMPLE, seed, proxy_seeds,
+                         overwrite=overwrite)
+
+
+def bench(out: str | Path | None = None, only: str | None = None, quick: bool = False,
+          data: str | None = None) -> list[dict]:
+    """The speed figures (`nas.bench`), each against its baseline in the same run."""
+    from nas.bench import DEFAULT_OUT, bench as run_bench
+
+    return run_bench(out if out is not None else DEFAULT_OUT, only, quick, data)

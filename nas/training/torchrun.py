@@ -115,6 +115,16 @@ def check_search(trains_supernet: bool, parallel: Any) -> None:
                           "after training with torchrun")
 
 
+DISTRIBUTED_COMMANDS = ("supernet", "search")  # the `nas` commands that train a supernet
+
+
+def check_command(command: str) -> None:
+    """Under torchrun, only the commands that train a supernet can run."""
+    if is_launched() and command not in DISTRIBUTED_COMMANDS:
+        raise ConfigError(f"nas {command} runs in one process; torchrun trains supernets "
+                          f"(nas supernet, nas search): run it without torchrun")
+
+
 def _from_main(value: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
