@@ -22,7 +22,7 @@ class TrainConfig:
     # NB201, SPOS-on-NB201 (PA&DA), Few-Shot NAS and GM-NAS use; SPOS on ImageNet decays linearly.
     lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
     seed: int = 0
-    device: str = "auto"  # cuda when there is one (`nas.training.supernet.resolve_device`)
+    device: str = "auto"  # cuda when there is one (`nas.problem.resolve_device`)
     # fp32, bf16 or fp16 autocast (`supernets/precision.py`); auto: bf16/fp16 on a GPU, fp32 on CPU.
     precision: str = "auto"
     # Channels-last memory format for model and batches (faster convolutions on GPUs with
