@@ -25,7 +25,6 @@ from nas.export.initial_weights import INITS, Initialisation, initial_state
 from nas.problem import SearchProblem, build_problem
 from nas.runs import RunDir
 from nas.scorers import Scorer, build_scorer
-from nas.scorers.supernet import COLUMN as SUPERNET_COLUMN
 from nas.search.derived import write_derived
 from nas.search.loop import SearchOutcome
 from nas.search.trust import Audit, Trust, assess, audit as audit_search
@@ -117,7 +116,7 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
             if not torchrun.is_main():
                 return SearchResult(run.path, None, None)  # the main process searches alone
         problem = trained.problem
-        scorer = build_scorer(setting, problem, trained=trained)
+        scorer = build_scorer(setting, problem, trained=trained, reference_dir=run.path)
     derived = trained.method.derive() if trained is not None else None
     if derived is not None:  # a gradient method learned its architecture: no searcher
         print(f"{trained.method.name} derives its architecture from its learned weights; "
@@ -162,12 +161,15 @@ def _open_training_free(space: SpaceConfig, data: DataConfig, device: str,
     or a table is looked up; the run records the table's column it resolved."""
     problem = build_problem(space, data, search_config.seed, device)
     setting = search_config.scorer_setting
-    scorer = build_scorer(setting, problem, search_config.seed)
-    setting = setting.resolved(scorer)
-    search_config = replace(search_config, scorer=str(setting), oracle_column=setting.column)
-    check_shared(parallel, problem, search_config, scorer, scorer.column)
     run = RunDir(out or RunDir.default_path(f"{space.name}-{setting.label}"))
+    # A combination scores its reference sample into the run, so the run must be opened
+    # first; a table's column is resolved before anything is written.
+    setting = setting.resolved_on(problem)
+    search_config = replace(search_config, scorer=str(setting), oracle_column=setting.column)
+    check_shared(parallel, problem, search_config, None, setting.column_name)
     run.open(RunRecord("search", space, data, search=search_config))
+    scorer = build_scorer(setting, problem, search_config.seed, reference_dir=run.path)
+    check_shared(parallel, problem, search_config, scorer, scorer.column)
     return run, problem, scorer, search_config
 
 
@@ -179,7 +181,8 @@ def _reuse_supernet(space: SpaceConfig | None, search_config: SearchConfig,
     if space is not None and space.name != trained.problem.space.name:
         raise ConfigError(f"the supernet in {supernet_run} is a {trained.problem.space.name!r} "
                           f"supernet, but --space {space.name} was given")
-    check_shared(parallel, trained.problem, search_config, None, SUPERNET_COLUMN)
+    check_shared(parallel, trained.problem, search_config, None,
+                 search_config.scorer_setting.column_name)
     run = RunDir(out or RunDir.default_path(trained.problem.space.name))
     run.open(RunRecord("search", search=search_config,
                        supernet_run=str(Path(supernet_run).resolve())))
@@ -191,7 +194,7 @@ def _train_for_search(record: RunRecord, out: str | Path | None, parallel: Paral
     """Train (or resume) the supernet a search runs over, in the search's own run directory
     (every rank under torchrun)."""
     problem, method = _prepare_training(record)
-    check_shared(parallel, problem, record.search, None, SUPERNET_COLUMN)
+    check_shared(parallel, problem, record.search, None, record.search.scorer_setting.column_name)
     torchrun.start(problem.device)
     run = torchrun.open_run(out or RunDir.default_path(record.space.name), record)
     return run, train_supernet_in(run, record.train, method, problem)
@@ -209,7 +212,7 @@ def _judged(run: RunDir, problem: SearchProblem, scorer: Scorer, found: SearchOu
     setting = search_config.scorer_setting
     training = {}
     if setting.trains_supernet:
-        training = {"median_val_accuracy": float(table[scorer.column].median()),
+        training = {"median_val_accuracy": float(table[setting.supernet_column].median()),
                     "chance_accuracy": 100.0 / problem.space.skeleton.num_classes}
     return SearchResult(run.path, best, found.score, problem.space.params_m(best),
                         problem.space.flops_m(best), scorer=str(setting), trust=trust,
@@ -258,16 +261,16 @@ def groundtruth(space: SpaceConfig, data: DataConfig = DataConfig(),
 
 def correlate(run_dirs: Sequence[str | Path], ground_truth: str | Path,
               column: str | None = None, archs: str | None = None, sample: int | None = None,
-              seed: int = 0, overwrite: bool = False, device: str = TrainConfig.device
-              ) -> Iterator[dict]:
-    """Each run's supernet ranking against `ground_truth`, written into the run and yielded
-    as it is done (`nas.ranking.correlate`)."""
+              seed: int = 0, overwrite: bool = False, device: str = TrainConfig.device,
+              scorer: str | None = None) -> Iterator[dict]:
+    """Each run's ranking by `scorer` (None: the default `nas search` scores with) against
+    `ground_truth`, written into the run and yielded as it is done (`nas.ranking.correlate`)."""
     from nas.ranking.correlate import DEFAULT_SAMPLE, correlate_run
 
     for run_dir in run_dirs:
         yield correlate_run(run_dir, ground_truth, column, archs,
                             sample if sample is not None else DEFAULT_SAMPLE, seed,
-                            overwrite=overwrite, device=device)
+                            overwrite=overwrite, device=device, scorer=scorer)
 
 
 def compare_correlations(reports: Sequence[dict], out: str | Path) -> dict:

@@ -11,6 +11,7 @@ from nas.cli.options import names, non_negative, positive, seed_list
 from nas.config import TrainConfig
 from nas.errors import NasError
 from nas.ranking.correlate import DEFAULT_SAMPLE, format_report
+from nas.scorers import ScorerSetting
 from nas.scorers.proxies import PROXIES
 
 NAME = "correlate"
@@ -41,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--references", default=None, metavar="DIR",
         help="with --budget: draw the proxies scored into DIR (nas correlate "
              "--proxy ... --out DIR) as reference lines")
+    add("--scorer", default=None, metavar="S",
+        help="rank each run with S: supernet, a proxy, or a combination such as "
+             "supernet+naswot+params (default: what nas search scores with, 'default'; "
+             "a combination's report shows each part beside it)")
     add("--proxy", default=None, metavar="NAME[,NAME]",
         help=f"score with training-free proxies instead of supernets: {names(PROXIES)}")
     add("--proxy-seeds", type=seed_list, default=[0], metavar="K[,K]",
@@ -62,7 +67,11 @@ def run(args: argparse.Namespace) -> None:
     if args.space is not None or args.data is not None or args.train_subset is not None:
         raise NasError("--space, --data and --train-subset are for --proxy; a run directory "
                        "knows its own space and data")
+    if args.scorer is not None:
+        ScorerSetting.parse(args.scorer)  # a malformed one fails before anything is loaded
     if args.budget:
+        if args.scorer is not None:
+            raise NasError("--budget scores each snapshot with its supernet alone; drop --scorer")
         _run_budget(args)
         return
     if len(args.run_dirs) > 1 and args.out is None:
@@ -70,7 +79,7 @@ def run(args: argparse.Namespace) -> None:
     reports = []
     for run_dir, report in zip(args.run_dirs, api.correlate(
             args.run_dirs, args.ground_truth, args.column, args.archs, args.sample, args.seed,
-            args.overwrite, args.device)):
+            args.overwrite, args.device, args.scorer)):
         print(f"{run_dir}: {report['architectures']} architectures vs {report['column']} of "
               f"{report['ground_truth']}\n{format_report(report)}\nwritten to {report['out']}")
         reports.append(report)

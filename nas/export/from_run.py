@@ -60,7 +60,7 @@ def export_run(run_dir: str | Path, out: str | Path, arch: str | None = None,
     arch_obj = problem.space.parse(arch if arch is not None else best_of(run_dir))
     model = problem.space.build_model(arch_obj)
     metadata["normalization"] = normalisation(problem)
-    metadata["supernet_score"] = build_scorer(setting, problem, trained=trained)(arch_obj)
+    metadata["supernet_score"] = build_scorer(ScorerSetting(), problem, trained=trained)(arch_obj)
     metadata["bn_mode"] = trained.method.config.bn_mode
     model.load_state_dict(inherited_state(trained, arch_obj, model))
     model.to(problem.device)

@@ -20,6 +20,7 @@ from nas.config import TrainConfig
 from nas.errors import ArchitectureError, ConfigError, DataError
 from nas.ranking import (rank_plot, ranking_figures, scatter_plot, score_variance,
                          seed_to_seed_tau, top_k_overlap)
+from nas.ranking.comparison import compare_with_baseline
 from nas.runs import atomic_write_csv, atomic_write_json
 from nas.problem import SearchProblem
 from nas.scorers import ScorerSetting, build_scorer
@@ -29,6 +30,7 @@ from supernets.progress import Progress
 
 NB201_DEFAULT_COLUMN = "cifar10_test"
 DEFAULT_SAMPLE = 100  # architectures scored when no --archs list is given
+DEFAULT_SCORER = "default"  # what `nas search` scores with unless told (nas.scorers.combined)
 
 
 @dataclass(frozen=True)
@@ -102,17 +104,27 @@ def choose_archs(truth: GroundTruth, space: SearchSpace, archs_file: str | None,
 
 def correlate_run(run_dir: str | Path, ground_truth: str | Path, column: str | None = None,
                   archs_file: str | None = None, sample: int = DEFAULT_SAMPLE, seed: int = 0,
-                  overwrite: bool = False, device: str = TrainConfig.device) -> dict:
-    """Score architectures with `run_dir`'s supernet; compare with ground truth; write results."""
+                  overwrite: bool = False, device: str = TrainConfig.device,
+                  scorer: str | None = None) -> dict:
+    """Score architectures of `run_dir`'s problem with `scorer` (None: the one `nas search`
+    uses by default, written to the plain correlation folder; another goes to a folder named
+    after it); compare with ground truth; write results. A combination's report carries each
+    part's figures and the paired-bootstrap difference of the combination from each part."""
     trained = load_supernet(run_dir, device)
     space = trained.problem.space
+    setting = ScorerSetting.parse(scorer if scorer is not None else DEFAULT_SCORER)
     truth = read_ground_truth(ground_truth, space, column)
-    out = _fresh_folder(Path(run_dir) / correlation_folder(truth), overwrite)
+    name = correlation_folder(truth) + ("" if scorer is None else f"-{setting.label}")
+    out = _fresh_folder(Path(run_dir) / name, overwrite)
     archs = choose_archs(truth, space, archs_file, sample, seed)
-    scorer = build_scorer(ScorerSetting(), trained.problem, trained=trained)
-    scores = np.array([scorer(space.parse(a)) for a in archs])
-    return _write_correlation(out, archs, scores, truth, "supernet_score", seed,
-                              {"run": str(run_dir)}, f"{space.name}: {len(archs)} architectures")
+    built = build_scorer(setting, trained.problem, trained=trained, reference_dir=run_dir)
+    with Progress(len(archs), desc=f"correlate {setting.label}", unit="arch") as bar:
+        scores = np.array([_scored(built, space.parse(a), bar) for a in archs])
+    parts = pd.DataFrame([built.parts(space.parse(a)) for a in archs])
+    return _write_correlation(out, archs, scores, truth, f"{setting.kind}_score", seed,
+                              {"run": str(run_dir), "scorer": str(setting)},
+                              f"{space.name}: {len(archs)} architectures, {setting.label}",
+                              space, parts)
 
 
 def correlate_proxies(problem: SearchProblem, names: Sequence[str], ground_truth: str | Path,
@@ -142,7 +154,7 @@ def correlate_proxies(problem: SearchProblem, names: Sequence[str], ground_truth
                  "wall_s": time.monotonic() - started}
         reports.append(_write_correlation(
             run / correlation_folder(truth), archs, scores, truth, "proxy_score", seed, extra,
-            f"{problem.space.name}: {len(archs)} architectures, {name}"))
+            f"{problem.space.name}: {len(archs)} architectures, {name}", problem.space))
     return reports
 
 
@@ -170,16 +182,30 @@ def rankable_scores(scores: np.ndarray, archs: Sequence[str]) -> np.ndarray:
 
 
 def _write_correlation(out: Path, archs: list[str], scores: np.ndarray, truth: GroundTruth,
-                       score_column: str, seed: int, extra: dict, title: str) -> dict:
+                       score_column: str, seed: int, extra: dict, title: str,
+                       space: SearchSpace, parts: pd.DataFrame | None = None) -> dict:
+    """correlation.csv/.json and the plots. Figures include the tau within FLOPs terciles;
+    with `parts` (a combination's, `Scorer.parts`), each part's figures and the combination's
+    paired difference from each."""
     targets = truth.accuracy.loc[archs].to_numpy(dtype=float)
+    flops = np.array([space.flops_m(space.parse(a)) for a in archs])
     rankable = rankable_scores(scores, archs)
-    figures = ranking_figures(rankable, targets, seed=seed)
+    figures = ranking_figures(rankable, targets, seed=seed, flops=flops)
     report = {**extra, "ground_truth": truth.source, "column": truth.column,
               "architectures": len(archs), "figures": figures}
+    raw = [c for c in parts.columns if not c.endswith("_quantile")] if parts is not None else []
+    if raw:
+        part_scores = {c: rankable_scores(parts[c].to_numpy(dtype=float), archs) for c in raw}
+        report["parts"] = {c: ranking_figures(v, targets, seed=seed, flops=flops)
+                           for c, v in part_scores.items()}
+        report["differences"] = paired_differences(rankable, part_scores, targets, seed)
     if truth.by_seed is not None and truth.by_seed.shape[1] >= 2:
         complete = truth.by_seed.loc[archs].dropna()
         report["noise_ceiling_kendall_tau"] = seed_to_seed_tau(complete.to_numpy().T)
-    table = pd.DataFrame({"arch": archs, score_column: scores, "ground_truth": targets})
+    table = pd.DataFrame({"arch": archs, score_column: scores, "ground_truth": targets,
+                          "flops_m": flops})
+    if parts is not None and not parts.empty:
+        table = pd.concat([table, parts.reset_index(drop=True)], axis=1)
     table["score_rank"] = pd.Series(rankable).rank(ascending=False, method="min")
     table["ground_truth_rank"] = table["ground_truth"].rank(ascending=False, method="min")
     atomic_write_csv(out / "correlation.csv", table)
@@ -189,6 +215,20 @@ def _write_correlation(out: Path, archs: list[str], scores: np.ndarray, truth: G
     report["out"] = str(out)
     report["scores"] = dict(zip(archs, scores.tolist()))
     return report
+
+
+def paired_differences(combined: np.ndarray, parts: dict[str, np.ndarray], truth: np.ndarray,
+                       seed: int = 0) -> dict[str, dict]:
+    """Kendall tau of the combination minus each part's, with a paired 95% bootstrap interval
+    (the same architectures resampled for both) and its verdict."""
+    table = compare_with_baseline({"combined": combined[None, :],
+                                   **{k: v[None, :] for k, v in parts.items()}},
+                                  truth, "combined", seed=seed)
+    return {name: {"difference": -row["difference"], "low": -row["difference_high"],
+                   "high": -row["difference_low"],
+                   "verdict": {"better": "part better", "worse": "combination better"}.get(
+                       row["verdict"], row["verdict"])}
+            for name, row in table.items() if name != "combined"}
 
 
 def compare_runs(reports: list[dict], out: str | Path, fractions=(0.05, 0.10)) -> dict:
@@ -210,7 +250,14 @@ def compare_runs(reports: list[dict], out: str | Path, fractions=(0.05, 0.10)) -
 def format_report(report: dict) -> str:
     lines = [f"{'statistic':<16}{'value':>9}   95% bootstrap interval"]
     for name, f in report["figures"].items():
+        name = "tau in terciles" if name == "kendall_tau_flops_terciles" else name
         lines.append(f"{name:<16}{f['value']:>9.4f}   [{f['low']:.4f}, {f['high']:.4f}]")
+    for part, figures in report.get("parts", {}).items():
+        tau, band = figures["kendall_tau"], figures["kendall_tau_flops_terciles"]
+        d = report["differences"][part]
+        lines.append(f"part {part:<11}{tau['value']:>9.4f}   [{tau['low']:.4f}, {tau['high']:.4f}]"
+                     f"  in terciles {band['value']:.4f}; combination minus part "
+                     f"{d['difference']:+.4f} [{d['low']:+.4f}, {d['high']:+.4f}]")
     if "noise_ceiling_kendall_tau" in report:
         lines.append(f"{'noise ceiling':<16}{report['noise_ceiling_kendall_tau']:>9.4f}   "
                      f"(seed-to-seed Kendall tau of the ground truth)")

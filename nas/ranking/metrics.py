@@ -226,15 +226,20 @@ RANKING_STATISTICS: dict[str, Statistic] = {
 
 
 def ranking_figures(scores: np.ndarray, truth: np.ndarray, *, seed: int = 0,
-                    resamples: int = 1000) -> dict[str, dict[str, float]]:
+                    resamples: int = 1000, flops: np.ndarray | None = None
+                    ) -> dict[str, dict[str, float]]:
     """Every statistic of `RANKING_STATISTICS` as {"value", "low", "high"}: the value on all
-    architectures and its 95% bootstrap interval. All statistics see the same resamples (same
+    architectures and its 95% bootstrap interval, and with `flops` the Kendall tau within
+    FLOPs terciles (`within_band_figure`). All statistics see the same resamples (same
     seed). A percentile interval need not contain the value when the statistic is skewed."""
     scores, truth = _checked_pair(scores, truth)
     figures = {}
     for name, statistic in RANKING_STATISTICS.items():
         low, high = bootstrap_interval(statistic, scores, truth, resamples=resamples, seed=seed)
         figures[name] = {"value": float(statistic(scores, truth)), "low": low, "high": high}
+    if flops is not None:
+        figures["kendall_tau_flops_terciles"] = within_band_figure(
+            scores, truth, flops, seed=seed, resamples=resamples)
     return figures
 
 
@@ -264,3 +269,44 @@ def score_variance(scores_by_run: np.ndarray) -> np.ndarray:
     """Per-architecture variance of the score across runs (ddof=1), shape (N,)."""
     scores_by_run = _checked_runs(scores_by_run, "scores_by_run")
     return np.var(scores_by_run, axis=0, ddof=1)
+
+
+COST_BANDS = 3  # the terciles of "within a cost band": where a parameter count cannot help
+
+
+def cost_bands(cost: np.ndarray, bands: int = COST_BANDS) -> list[np.ndarray]:
+    """Indices of the architectures in each of `bands` equal-count bands of `cost`, cheapest
+    first (ties split by order, so every band has its share)."""
+    return np.array_split(np.argsort(np.asarray(cost, dtype=float), kind="stable"), bands)
+
+
+def within_band_tau(scores: np.ndarray, truth: np.ndarray, cost: np.ndarray,
+                    bands: int = COST_BANDS) -> float:
+    """Mean over cost bands of Kendall tau-b inside each band: how well a scorer ranks
+    architectures of about the same cost (FLOPs), the choice a search at a budget makes."""
+    scores, truth = _checked_pair(scores, truth)
+    taus = [kendall_tau(scores[band], truth[band]) for band in cost_bands(cost, bands)
+            if band.size >= 2]
+    if not taus:
+        return math.nan
+    return float(np.nanmean(taus)) if not np.all(np.isnan(taus)) else math.nan
+
+
+def within_band_figure(scores: np.ndarray, truth: np.ndarray, cost: np.ndarray, *,
+                       seed: int = 0, resamples: int = 1000,
+                       bands: int = COST_BANDS) -> dict[str, float]:
+    """`within_band_tau` with its 95% interval: a bootstrap stratified by band (each band's
+    architectures resampled within it, the bands kept)."""
+    scores, truth = _checked_pair(scores, truth)
+    rng = np.random.default_rng(seed)
+    per_band = []
+    for band in cost_bands(cost, bands):
+        if band.size < 2:  # a pair at least, or the band has no ranking
+            continue
+        picked = band[rng.integers(0, band.size, size=(resamples, band.size))]
+        per_band.append(_kendall_rows(scores[picked], truth[picked]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a resample with a constant band
+        draws = np.nanmean(np.stack(per_band), axis=0) if per_band else np.full(1, np.nan)
+    low, high = percentile_interval(draws)
+    return {"value": within_band_tau(scores, truth, cost, bands), "low": low, "high": high}

@@ -26,6 +26,13 @@ Modes and batches as the official code: `grad_norm` and `snip` on 64 training im
 training augmentation (zero-cost-nas: the training loader, batch 64), `naswot` on 128 images
 without augmentation; all in train mode (BatchNorm on batch statistics; NASWOT's authors call
 their eval-mode variant a mistake, nas-without-training issue 3).
+
+The stronger proxies each have a file of their own, with their sources: `jacov` (jacov.py, 64
+augmented images), `zico` (zico.py, 2 augmented batches of 64), `meco` (meco.py, one augmented
+image) and AZ-NAS's components `az_expressivity`, `az_progressivity`, `az_trainability`
+(az_nas.py, Gaussian noise of the images' shape; computed together once per architecture).
+AZ-NAS itself, its components and FLOPs by log-rank aggregation, is the combination `az_nas`
+(nas.scorers.combined).
 """
 from __future__ import annotations
 
@@ -39,9 +46,15 @@ from torch import nn
 
 from nas.errors import ConfigError
 from nas.registry import Registry
+from nas.scorers.az_nas import az_nas_components
+from nas.scorers.jacov import jacov
+from nas.scorers.meco import meco
+from nas.scorers.zico import zico
+from search_spaces import Architecture
 from search_spaces.cost import count_flops
 
 Score = Callable[[nn.Module, torch.Tensor, torch.Tensor], float]
+ZICO_BATCH = 64  # ZiCo's 2 batches, each of AZ-NAS's NB201 port's 64 images
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,7 @@ class Proxy:
     score: Score  # (fresh model, images (B, C, H, W), labels (B,)) -> score, higher is better
     batch_size: int  # images the official code scores on (0: the proxy uses no data)
     is_augmented: bool  # drawn with the training augmentation
+    component: str | None = None  # `score` returns several values at once; this one's key
 
 
 def _scored_layers(model: nn.Module) -> list[nn.Module]:
@@ -150,8 +164,17 @@ def naswot(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> floa
 PROXIES: Registry[Proxy] = Registry("proxy")
 for _proxy in (Proxy("params", params, 0, False), Proxy("flops", flops, 0, False),
                Proxy("synflow", synflow, 0, False), Proxy("grad_norm", grad_norm, 64, True),
-               Proxy("snip", snip, 64, True), Proxy("naswot", naswot, 128, False)):
+               Proxy("snip", snip, 64, True), Proxy("naswot", naswot, 128, False),
+               Proxy("jacov", jacov, 64, True), Proxy("zico", zico, 2 * ZICO_BATCH, True),
+               Proxy("meco", meco, 1, True),
+               *(Proxy(f"az_{key}", az_nas_components, 0, False, key)
+                 for key in ("expressivity", "progressivity", "trainability"))):
     PROXIES.register(_proxy)
+
+# Several components from one computation (AZ-NAS's), kept per architecture so that the parts
+# of a combination cost one pass: (function, space, skeleton, arch, seed, image shape) -> values.
+_COMPUTED: dict[tuple, dict[str, float]] = {}
+_COMPUTED_MAX = 4096
 
 
 def parse_proxy_names(text: str) -> list[str]:
@@ -181,13 +204,28 @@ class ProxyScorer:
         # manual_seed reseeds every device; forking them all leaves the caller's streams as
         # they were.
         devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+        # A proxy's own random draws (AZ-NAS's noise input and re-initialisation) follow the
+        # model's from the same seed, so a score does not depend on what was scored before.
+        key = (self.proxy.score, self.space.name, str(self.space.skeleton), str(arch),
+               self.seed, tuple(self.images.shape), str(self.device))
+        if self.proxy.component is not None and key in _COMPUTED:
+            return _COMPUTED[key][self.proxy.component]
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed)
             model = self.space.build_model(arch).to(self.device)
-        return self.proxy.score(model, self.images, self.labels)
+            value = self.proxy.score(model, self.images, self.labels)
+        if self.proxy.component is None:
+            return value
+        if len(_COMPUTED) >= _COMPUTED_MAX:
+            _COMPUTED.pop(next(iter(_COMPUTED)))
+        _COMPUTED[key] = value
+        return value[self.proxy.component]
 
     def identity(self) -> str:
         return f"proxy:{self.proxy.name} seed {self.seed}"
+
+    def parts(self, arch: Architecture) -> dict[str, float]:
+        return {}  # a single scorer
 
     def redrawn(self) -> None:
         return None  # its seed fixes its batch and initialisation: another seed is another run

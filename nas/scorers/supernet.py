@@ -45,6 +45,9 @@ class SupernetScorer:
     def identity(self) -> str:
         return f"supernet sha1:{file_checksum(self.trained.checkpoint)}"
 
+    def parts(self, arch: Architecture) -> dict[str, float]:
+        return {}  # a single scorer
+
     def redrawn(self) -> SupernetScorer:
         """Scores on other calibration images (recalibrating methods) and other evaluation
         batches (batch-statistics methods): the same images in another seeded order."""

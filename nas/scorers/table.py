@@ -34,5 +34,8 @@ class TableScorer:
     def identity(self) -> str:
         return f"oracle sha1:{file_checksum(self.path)}"
 
+    def parts(self, arch: Architecture) -> dict[str, float]:
+        return {}  # a single scorer
+
     def redrawn(self) -> None:
         return None  # a table holds one value per architecture

@@ -31,6 +31,7 @@ TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.txt"
 PARETO_FILE, PARETO_PLOT = "pareto.csv", "pareto.png"
 SPENT_ATTR = "search_seconds"  # a one-process study's scoring time so far (--search-time)
+PARTS_ATTR = "parts"  # a combined score's parts, kept with each trial (Scorer.parts)
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def trials_table(searcher: OptunaSearcher, costs: _Costs, column: str,
     latency = "latency" in objectives
     columns = ["trial", "arch", column, "params_m", "flops_m", *(["latency_ms"] if latency else []),
                "wall_s"]
-    rows = []
+    rows, part_columns = [], {}
     for trial in searcher.completed():
         arch = searcher.space.parse(trial.user_attrs["arch"])
         params_m, flops_m = costs(arch)
@@ -72,8 +73,10 @@ def trials_table(searcher: OptunaSearcher, costs: _Costs, column: str,
                "params_m": params_m, "flops_m": flops_m, "wall_s": duration}
         if latency:
             row["latency_ms"] = trial.values[objectives.index("latency")]
-        rows.append(row)
-    return pd.DataFrame(rows, columns=columns)
+        parts = trial.user_attrs.get(PARTS_ATTR, {})
+        part_columns.update(dict.fromkeys(parts))
+        rows.append({**row, **parts})
+    return pd.DataFrame(rows, columns=[*columns, *part_columns])
 
 
 def _spent_s(searcher: OptunaSearcher) -> float:
@@ -104,6 +107,7 @@ def run_search(run: RunDir, problem: SearchProblem, scorer: Scorer, config: Sear
     searcher = OptunaSearcher(problem.space, study)
     costs, latency = _Costs(problem), Latency(problem.space)
     cache = {t.user_attrs["arch"]: float(t.values[0]) for t in searcher.completed()}
+    parts = {t.user_attrs["arch"]: t.user_attrs.get(PARTS_ATTR, {}) for t in searcher.completed()}
     if "latency" in objectives:  # measured once per architecture, resume included
         for t in searcher.completed():
             latency.seed(t.user_attrs["arch"], t.values[objectives.index("latency")])
@@ -111,6 +115,7 @@ def run_search(run: RunDir, problem: SearchProblem, scorer: Scorer, config: Sear
     def values(arch: Architecture) -> list[float]:
         if str(arch) not in cache:
             cache[str(arch)] = scorer(arch)
+            parts[str(arch)] = scorer.parts(arch)
         params_m, flops_m = costs(arch)
         cost = {"params": params_m, "flops": flops_m}
         return [cache[str(arch)], *[cost[o] if o in cost else latency(arch)
@@ -123,13 +128,20 @@ def run_search(run: RunDir, problem: SearchProblem, scorer: Scorer, config: Sear
     try:
         if shared is None:
             for number, arch in searcher.unfinished():
-                searcher.finish(number, values(arch))
-            _search_alone(searcher, values, config, column, log_scalar, write_table)
+                searcher.finish(number, values(arch), _attrs(parts, arch))
+            _search_alone(searcher, values, config, column, log_scalar, write_table,
+                          lambda arch: _attrs(parts, arch))
         else:
-            _search_shared(searcher, values, config, column, log_scalar)
+            _search_shared(searcher, values, config, column, log_scalar,
+                           lambda arch: _attrs(parts, arch))
     finally:
         log_scalar.close()
     return write_results(run, problem, searcher, config, column, costs) if finish else None
+
+
+def _attrs(parts: dict[str, dict[str, float]], arch: Architecture) -> dict:
+    """What a trial records beside its values: the parts of a combined score."""
+    return {PARTS_ATTR: parts[str(arch)]} if parts.get(str(arch)) else {}
 
 
 def worker_seed(searcher: str, seed: int, worker: int) -> int:
@@ -140,7 +152,8 @@ def worker_seed(searcher: str, seed: int, worker: int) -> int:
 
 def _search_alone(searcher: OptunaSearcher, values: Callable[[Architecture], list[float]],
                   config: SearchConfig, column: str, log_scalar: Callable,
-                  write_table: Callable[[], None]) -> None:
+                  write_table: Callable[[], None], attrs: Callable[[Architecture], dict]
+                  ) -> None:
     # The seconds spent are kept in the study, as this loop measures them (ask to tell, the
     # searcher's own time included), so a resume stops exactly where this run would have.
     done = len(searcher.completed())
@@ -156,7 +169,7 @@ def _search_alone(searcher: OptunaSearcher, values: Callable[[Architecture], lis
             started = time.perf_counter()
             (arch,) = searcher.ask(1)
             value = values(arch)
-            searcher.tell(arch, value)
+            searcher.tell(arch, value, attrs(arch))
             spent += time.perf_counter() - started
             searcher.study.set_user_attr(SPENT_ATTR, spent)
             best = max(best, value[0])
@@ -168,7 +181,8 @@ def _search_alone(searcher: OptunaSearcher, values: Callable[[Architecture], lis
 
 
 def _search_shared(searcher: OptunaSearcher, values: Callable[[Architecture], list[float]],
-                   config: SearchConfig, column: str, log_scalar: Callable) -> None:
+                   config: SearchConfig, column: str, log_scalar: Callable,
+                   attrs: Callable[[Architecture], dict]) -> None:
     """One worker's share of a study's budget (`nas.search.shared_study`: one budget, dead workers)."""
     study, label = searcher.study, worker_label()
     # One budget for all: the first worker to search records it, the others must agree.
@@ -195,6 +209,8 @@ def _search_shared(searcher: OptunaSearcher, values: Callable[[Architecture], li
                     arch = searcher.architecture_of(trial.params)
                     trial.set_user_attr("arch", str(arch))
                     value = values(arch)
+                    for key, attr in attrs(arch).items():
+                        trial.set_user_attr(key, attr)
                     study.tell(trial, value)
             if over:
                 if not _wait_for_retries(study):

@@ -152,10 +152,11 @@ def scorer_of_run(run_path: str | Path, device: str
         from nas.training.supernet import load_supernet
 
         trained = load_supernet(run_path, device)
-        return trained.problem, build_scorer(setting, trained.problem, trained=trained), \
-            record.search
+        return trained.problem, build_scorer(setting, trained.problem, trained=trained,
+                                             reference_dir=run_path), record.search
     problem = build_problem(record.space, record.data, record.search.seed, device)
-    return problem, build_scorer(setting, problem, record.search.seed), record.search
+    return problem, build_scorer(setting, problem, record.search.seed, reference_dir=run_path), \
+        record.search
 
 
 __all__ = ["Parallel", "check_shared", "scorer_of_run", "search_in"]

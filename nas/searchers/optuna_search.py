@@ -8,7 +8,7 @@ architecture's canonical string as the user attribute `arch`.
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import optuna
 from optuna.distributions import CategoricalDistribution
@@ -55,12 +55,14 @@ class OptunaSearcher:
             archs.append(arch)
         return archs
 
-    def tell(self, arch: Architecture, value: float | Sequence[float]) -> None:
-        """Complete the architecture's oldest pending trial with its objective value(s)."""
+    def tell(self, arch: Architecture, value: float | Sequence[float],
+             attrs: Mapping[str, Any] | None = None) -> None:
+        """Complete the architecture's oldest pending trial with its objective value(s), and
+        `attrs` recorded with it."""
         number = self._pending[arch].pop(0)
         if not self._pending[arch]:
             del self._pending[arch]
-        self.finish(number, value)
+        self.finish(number, value, attrs)
 
     def unfinished(self) -> list[tuple[int, Architecture]]:
         """Trials asked but never told (a run killed mid-trial), to finish on resume.
@@ -78,8 +80,14 @@ class OptunaSearcher:
             archs.append((frozen.number, arch))
         return archs
 
-    def finish(self, number: int, value: float | Sequence[float]) -> None:
+    def finish(self, number: int, value: float | Sequence[float],
+               attrs: Mapping[str, Any] | None = None) -> None:
         values = [float(v) for v in value] if isinstance(value, Sequence) else float(value)
+        if attrs:
+            storage = self.study._storage  # no public way to annotate a trial by its number
+            trial_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+            for key, attr in attrs.items():
+                storage.set_trial_user_attr(trial_id, key, attr)
         self.study.tell(number, values)
 
     def completed(self) -> list[optuna.trial.FrozenTrial]:
