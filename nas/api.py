@@ -166,7 +166,10 @@ def _open_training_free(space: SpaceConfig, data: DataConfig, device: str,
     # first; a table's column is resolved before anything is written.
     setting = setting.resolved_on(problem)
     search_config = replace(search_config, scorer=str(setting), oracle_column=setting.column)
-    check_shared(parallel, problem, search_config, None, setting.column_name)
+    # Refuse a shared study of another scorer before anything is written; a combination is
+    # checked once built, since it scores its reference sample into the run.
+    early = None if setting.keeps_reference else build_scorer(setting, problem, search_config.seed)
+    check_shared(parallel, problem, search_config, early, setting.column_name)
     run.open(RunRecord("search", space, data, search=search_config))
     scorer = build_scorer(setting, problem, search_config.seed, reference_dir=run.path)
     check_shared(parallel, problem, search_config, scorer, scorer.column)

@@ -62,9 +62,11 @@ class SearchConfig:
     seed: int = 0
     # What scores an architecture (`nas.scorers.ScorerSetting`, as `scorer_setting`):
     # "supernet" (trained weight-sharing supernet), "proxy:NAME", a training-free proxy of
-    # `nas.scorers.proxies`, or "oracle:PATH", a ground-truth table looked up (`oracle_column`;
-    # None: the table's default column). The last two train nothing.
-    scorer: str = "supernet"
+    # `nas.scorers.proxies`, a combination such as "supernet+naswot+params" or a named one
+    # (`nas.scorers.combined`, recorded by its parts), or "oracle:PATH", a ground-truth table
+    # looked up (`oracle_column`; None: the table's default column). The default combination
+    # was chosen by protocol v2 (results/ranking/scorers.md).
+    scorer: str = "default"
     oracle_column: str | None = None
     # `nas.search.objectives`: "accuracy" or e.g. "accuracy,flops" (accuracy first, costs minimised),
     # and which point of the result `best.txt` names: "accuracy" or e.g. "flops<=50".
@@ -95,7 +97,9 @@ class SearchConfig:
         if pick.cost == "latency" and "latency" not in objectives:
             raise ConfigError("--pick latency<=... needs latency measured: add it to "
                               "--objectives (e.g. accuracy,latency)")
-        ScorerSetting.parse(self.scorer, self.oracle_column)  # a malformed one fails here
+        # A malformed one fails here; a named combination is recorded by its parts, so a run
+        # keeps its scorer when a later version names another default.
+        object.__setattr__(self, "scorer", str(ScorerSetting.parse(self.scorer, self.oracle_column)))
 
     @property
     def scorer_setting(self) -> ScorerSetting:

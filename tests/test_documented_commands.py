@@ -350,6 +350,7 @@ _NAMED = {"space": "space", "method": "method", "searcher": "searcher", "proxy":
 def _registered_names() -> dict[str, set[str]]:
     """Option dest -> the names it takes, from the registries the CLI reads them from."""
     from nas.bench import PRODUCERS
+    from nas.scorers.combined import COMBINATIONS
     from nas.scorers.proxies import PROXIES
     from nas.searchers import SEARCHERS
     from search_spaces import SPACES
@@ -359,7 +360,16 @@ def _registered_names() -> dict[str, set[str]]:
     return {"space": set(SPACES.names()), "method": set(METHODS.names()),
             "searcher": set(SEARCHERS.names()), "proxy": proxies,
             "only": {p.name for p in PRODUCERS},
-            "scorer": {"supernet", *(f"proxy:{p}" for p in proxies)}}
+            "scorer": {"supernet", *proxies, *(f"proxy:{p}" for p in proxies), *COMBINATIONS}}
+
+
+def _is_known(dest: str, value: str, valid: set[str]) -> bool:
+    """A name the registry holds; for a scorer, a combination whose every part it holds."""
+    if dest != "scorer":
+        return value in valid
+    aggregation, _, parts = value.partition(":")
+    parts = parts if aggregation in ("mean", "log_rank") else value
+    return value in valid or all(part in valid for part in parts.split("+"))
 
 
 _PARSERS: dict[str, argparse.ArgumentParser] = {}
@@ -421,7 +431,8 @@ def check_nas(args: list[str]) -> list[str]:
                 valid = names[action.dest]
                 problems += [f"nas {name} {flag} {v!r}: no such {_NAMED[action.dest]} "
                              f"(registered: {', '.join(sorted(valid))})"
-                             for v in re.split(r"[|,]", value) if _concrete(v) and v not in valid]
+                             for v in re.split(r"[|,]", value) if _concrete(v)
+                             and not _is_known(action.dest, v, valid)]
     return problems
 
 

@@ -13,6 +13,7 @@ from nas.config import SUPERNET_TRAINING, RunRecord, SearchConfig, TrainConfig
 from nas.errors import NasError
 from nas.runs import RunDir
 from nas.scorers import ScorerSetting
+from nas.scorers.combined import COMBINATIONS
 from nas.scorers.proxies import PROXIES
 from nas.searchers import SEARCHERS
 from nas.training import torchrun
@@ -32,8 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--trials", type=non_negative, default=SearchConfig.trials,
         help=f"architectures to score (default {SearchConfig.trials}; 0 = no search)")
     add("--scorer", default=SearchConfig.scorer, metavar="SCORER",
-        help=f"what scores an architecture: supernet (default) or proxy:NAME, a "
-             f"training-free proxy ({names(PROXIES)}): no training at all")
+        help=f"what scores an architecture: supernet, a training-free proxy "
+             f"({names(PROXIES)}; no training at all), a combination of them joined by + "
+             f"(e.g. supernet+naswot+params; mean: before it for the mean of quantiles), "
+             f"az_nas, or default ({COMBINATIONS['default']}, chosen by protocol v2)")
     add("--oracle", default=None, metavar="TABLE",
         help="score by looking architectures up in a ground-truth table covering "
              "the whole space (e.g. the NAS-Bench-201 CSV): compares searchers "

@@ -63,11 +63,14 @@ def load_methods(runs: Path, methods: list[str], seeds: list[int], correlation_d
             elif list(table["arch"]) != archs:
                 raise DataError(f"{method}-seed{seed} was scored on other architectures than "
                                 f"{methods[0]}-seed{seeds[0]}; correlate every run with one --archs")
-            column = "supernet_score" if "supernet_score" in table else "proxy_score"
+            column = next(c for c in table.columns if c.endswith("_score"))
             rows.append(rankable_scores(table[column].to_numpy(dtype=float), archs))
+            # Tau within FLOPs terciles: in reports written since it was added.
+            terciles = report["figures"].get("kendall_tau_flops_terciles", {"value": np.nan})
             figures.append({"method": method, "seed": seed, **{
                 f"{name}{suffix}": report["figures"][name][key] for name in RUN_FIGURES
-                for suffix, key in (("", "value"), ("_low", "low"), ("_high", "high"))}})
+                for suffix, key in (("", "value"), ("_low", "low"), ("_high", "high"))},
+                "tau_flops_terciles": terciles["value"]})
         scores[method] = np.stack(rows)
     return scores, archs, truth, pd.DataFrame(figures)
 
@@ -82,6 +85,7 @@ def method_table(scores: dict[str, np.ndarray], truth: np.ndarray, truth_by_seed
                "tau_seed_sd": float(own["kendall_tau"].std(ddof=1)),  # NaN for one seed
                "tau_vs_one_gt_seed": float(np.mean([mean_tau(by_seed, one) for one in truth_by_seed])),
                "spearman_rho": float(own["spearman_rho"].mean()),
+               "tau_flops_terciles": float(own["tau_flops_terciles"].mean()),
                "precision_top10": float(own["precision_top10"].mean()),
                "top1_regret": float(own["top1_regret"].mean()),
                "top10_overlap": top_k_overlap(by_seed, 0.10) if by_seed.shape[0] > 1 else float("nan"),
@@ -153,7 +157,8 @@ def write_report(table: pd.DataFrame, runs: pd.DataFrame, ceiling: tuple[float, 
         f"{r.difference:+.3f} [{r.difference_low:+.3f}, {r.difference_high:+.3f}]"
         for r in table.itertuples()]
     shown["verdict"] = shown["verdict"].fillna("baseline") if "verdict" in shown else "baseline"
-    for name in ("tau_seed_sd", "tau_vs_one_gt_seed", "spearman_rho", "precision_top10",
+    for name in ("tau_seed_sd", "tau_vs_one_gt_seed", "tau_flops_terciles", "spearman_rho",
+                 "precision_top10",
                  "top1_regret", "top10_overlap", "mean_supernet_score"):
         shown[name] = shown[name].map(lambda v: f"{v:.3f}")
     per_run = runs.copy()
@@ -185,6 +190,7 @@ against one ground-truth seed at a time: the same footing.
 {_markdown(shown, {"method": "method", "seeds": "seeds", "mean tau [95%]": "mean tau [95%]",
                    "tau_seed_sd": "seed sd", "vs baseline [95%]": f"minus {baseline} [95%]",
                    "verdict": "verdict", "tau_vs_one_gt_seed": "tau vs one GT seed",
+                   "tau_flops_terciles": "tau within FLOPs terciles",
                    "spearman_rho": "Spearman", "precision_top10": "top-10% precision",
                    "top1_regret": "top-1 regret (pts)", "top10_overlap": "top-10% overlap of seeds",
                    "mean_supernet_score": "mean supernet score (%)"})}

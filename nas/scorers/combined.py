@@ -129,9 +129,9 @@ class CombinedScorer:
                          self.aggregation)
 
     def identity(self) -> str:
-        reference = ", ".join(f"{len(v)} reference" for v in list(self.reference.values())[:1])
+        size = len(next(iter(self.reference.values())))
         return (f"{self.aggregation} of " + " + ".join(p.identity() for p in self._parts.values())
-                + f" ({reference}, seed {REFERENCE_SEED})")
+                + f" against {size} reference architectures (seed {REFERENCE_SEED})")
 
     def redrawn(self) -> CombinedScorer | None:
         """Each part with random parts redrawn, against the same reference."""

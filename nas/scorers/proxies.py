@@ -54,6 +54,7 @@ from search_spaces import Architecture
 from search_spaces.cost import count_flops
 
 Score = Callable[[nn.Module, torch.Tensor, torch.Tensor], float]
+REDRAW_SEED_OFFSET = 1  # trust's second draw: the next seed's batch and initialisation
 ZICO_BATCH = 64  # ZiCo's 2 batches, each of AZ-NAS's NB201 port's 64 images
 
 
@@ -195,6 +196,7 @@ class ProxyScorer:
 
     def __init__(self, problem, name: str, seed: int = 0) -> None:
         self.proxy, self.space, self.seed = PROXIES.get(name), problem.space, seed
+        self.problem = problem
         self.column = name
         self.device = problem.device
         source = problem.splits.train if self.proxy.is_augmented else problem.splits.calibration
@@ -227,5 +229,9 @@ class ProxyScorer:
     def parts(self, arch: Architecture) -> dict[str, float]:
         return {}  # a single scorer
 
-    def redrawn(self) -> None:
-        return None  # its seed fixes its batch and initialisation: another seed is another run
+    def redrawn(self) -> ProxyScorer | None:
+        """Another seed's batch and initialisation (trust's score noise); None for the counts,
+        which no seed moves."""
+        if self.proxy.batch_size == 0 and self.proxy.score in (params, flops):
+            return None
+        return ProxyScorer(self.problem, self.proxy.name, self.seed + REDRAW_SEED_OFFSET)

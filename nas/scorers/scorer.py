@@ -142,6 +142,11 @@ class ScorerSetting:
                 "oracle": self.column}[self.kind]
 
     @property
+    def keeps_reference(self) -> bool:
+        """Whether its scorer scores a reference sample into the run (a combination)."""
+        return self.kind == "combined"
+
+    @property
     def supernet_column(self) -> str | None:
         """The trials.csv column of the supernet's own accuracy: its score, or a
         combination's supernet part; None when no supernet scores."""

@@ -74,7 +74,7 @@ def write_derived(run: RunDir, trained: TrainedSupernet, scorer: Scorer, arch: A
     wall_s = time.perf_counter() - start
     trials = pd.DataFrame([{
         "trial": 0, "arch": str(arch), scorer.column: score, "params_m": space.params_m(arch),
-        "flops_m": space.flops_m(arch), "wall_s": wall_s}])
+        "flops_m": space.flops_m(arch), "wall_s": wall_s, **scorer.parts(arch)}])
     atomic_write_csv(run / TRIALS_FILE, trials)
     table = weights_table(trained)
     atomic_write_csv(run / WEIGHTS_FILE, table)

@@ -22,7 +22,7 @@ run under `audit/`, named by architecture and epochs, so it resumes and is reuse
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,9 @@ class Trust:
     top_rescored: int         # how many were scored twice
     best_stays_best: bool     # the best is still the best of them under the second draw
     params_tau: float         # Kendall tau of scores against parameter counts, all trials
+    # A combination's parts: per part, the share of the shortlist (the top NOISE_TOP) that lies
+    # in that part's own top quarter of all trials ({} for a single scorer).
+    part_agreement: dict[str, float] = field(default_factory=dict)
 
     def lines(self) -> list[str]:
         verdict = ("clear of the noise" if self.best_margin > self.score_noise
@@ -60,12 +63,26 @@ class Trust:
         bias = ("follows model size" if self.params_tau > 0.7 else
                 "prefers smaller networks" if self.params_tau < -0.3 else
                 "is not just model size")
-        return [f"  trust: the best leads the runner-up by {self.best_margin:.2f} points; scores "
-                f"move by {self.score_noise:.2f} points between two draws of the scoring data "
+        # A combined score is a sum of log quantiles, not an accuracy in points.
+        unit = " (combined score)" if self.part_agreement else " points"
+        return [f"  trust: the best leads the runner-up by {self.best_margin:.2f}{unit}; scores "
+                f"move by {self.score_noise:.2f} between two draws of the scoring data "
                 f"(top {self.top_rescored}), so the lead is {verdict}; the best {stays} the best "
                 f"under the second draw",
-                f"  trust: Kendall tau of supernet scores against parameter count "
-                f"{self.params_tau:+.2f} over {self.trials} architectures (the ranking {bias})"]
+                f"  trust: Kendall tau of the scores against parameter count "
+                f"{self.params_tau:+.2f} over {self.trials} architectures (the ranking {bias})",
+                *self._part_lines()]
+
+    def _part_lines(self) -> list[str]:
+        if not self.part_agreement:
+            return []
+        agreeing = [p for p, share in self.part_agreement.items() if share >= 0.5]
+        verdict = ("no part agrees with it: the parts pull apart" if not agreeing else
+                   f"it rests on one signal, {agreeing[0]}" if len(agreeing) == 1 else
+                   f"{len(agreeing)} of the {len(self.part_agreement)} parts agree")
+        shares = ", ".join(f"{p} {share:.0%}" for p, share in self.part_agreement.items())
+        return [f"  trust: of the top {self.top_rescored}, the share each part ranks in its own "
+                f"top quarter: {shares}; {verdict}"]
 
 
 def distinct(trials: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -96,10 +113,23 @@ def assess(run: RunDir, problem: SearchProblem, scorer: Scorer, trials: pd.DataF
     trust = Trust(trials=len(trials), best_margin=float(first[0] - first[1]),
                   score_noise=float(np.mean(np.abs(first - rescored))),
                   top_rescored=len(top), best_stays_best=bool(rescored[0] >= rescored.max()),
-                  params_tau=float(size_tau))
+                  params_tau=float(size_tau), part_agreement=part_agreement(trials, len(top)))
     atomic_write_json(run / TRUST_FILE, {**asdict(trust), "top": top["arch"].tolist(),
                                          "scores": first.tolist(), "rescores": rescored.tolist()})
     return trust
+
+
+def part_agreement(trials: pd.DataFrame, top: int) -> dict[str, float]:
+    """For each part of a combined score (a column with a `_quantile` twin), the share of the
+    `top` best trials that are in the part's own top quarter of `trials` (distinct, best
+    first): whether the shortlist rests on all parts or on one."""
+    parts = [c.removesuffix("_quantile") for c in trials.columns if c.endswith("_quantile")]
+    shares = {}
+    for part in parts:
+        values = trials[part].to_numpy(dtype=float)
+        cut = np.quantile(np.where(np.isnan(values), -np.inf, values), 0.75)
+        shares[part] = float(np.mean(values[:top] >= cut))
+    return shares
 
 
 @dataclass(frozen=True)

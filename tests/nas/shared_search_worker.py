@@ -35,6 +35,7 @@ def main(argv: list[str]) -> None:
     shared = SharedStudy(url, study, {"space": "nb201 tiny"}, ("maximize",), heartbeat_s=1,
                          grace_s=3)
     score.column = "score"  # a Scorer's name for its values
+    score.parts = lambda arch: {}  # and what it was combined from: nothing
     run_search(run, problem, score, SearchConfig(searcher="random", trials=int(trials)),
                shared=shared, worker=int(Path(out).name[-1]), finish=False)
 

@@ -172,8 +172,8 @@ def test_kept_snapshots_give_a_ranking_versus_budget_curve(tmp_path, capsys):
     assert table["kendall_tau"].between(-1, 1).all() and (out / "budget.png").is_file()
     # The final snapshot scores as nas correlate scores the finished run.
     assert main(["correlate", str(runs / "spos-seed0"), "--ground-truth", str(truth),
-                 "--device", "cpu"]) == 0
-    final = pd.read_json(runs / "spos-seed0" / "correlation-gt-accuracy" / "correlation.json",
+                 "--scorer", "supernet", "--device", "cpu"]) == 0
+    final = pd.read_json(runs / "spos-seed0" / "correlation-gt-accuracy-supernet" / "correlation.json",
                          typ="series")["figures"]["kendall_tau"]["value"]
     last = table[(table["run"] == str(runs / "spos-seed0")) & (table["steps"] == 30)]
     assert last["kendall_tau"].item() == pytest.approx(final)

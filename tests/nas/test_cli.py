@@ -20,7 +20,7 @@ NB201_ARCH = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|n
 @pytest.fixture(scope="module")
 def search_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "search"
-    assert main(["search", *TINY, "--trials", "5", "--out", str(run)]) == 0
+    assert main(["search", *TINY, "--trials", "5", "--scorer", "supernet", "--out", str(run)]) == 0
     return run
 
 
@@ -42,7 +42,8 @@ def test_search_writes_a_complete_run(search_run):
 
 def test_rerunning_the_same_search_resumes_without_new_trials(search_run, capsys):
     before = (search_run / "trials.csv").read_text()
-    assert main(["search", *TINY, "--trials", "5", "--out", str(search_run)]) == 0
+    assert main(["search", *TINY, "--trials", "5", "--scorer", "supernet",
+                 "--out", str(search_run)]) == 0
     assert (search_run / "trials.csv").read_text() == before
 
 
@@ -121,7 +122,7 @@ def test_architecture_of_another_space_is_refused(search_run, tmp_path, capsys):
 def test_other_settings_never_overwrite_a_run(search_run, capsys):
     before = {p.name: p.read_bytes() for p in search_run.iterdir() if p.is_file()}
     argv = ["search", "--space", "nb201", "--width", "4", "--cells", "1", "--epochs", "2",
-            "--trials", "5", "--out", str(search_run)]
+            "--trials", "5", "--scorer", "supernet", "--out", str(search_run)]
     assert main(argv) == 2
     assert "other settings (train.epochs: 1 there, 2 now)" in _error_line(capsys)
     after = {p.name: p.read_bytes() for p in search_run.iterdir() if p.is_file()}

@@ -13,7 +13,8 @@ from scipy import stats
 from nas.cli import main
 from nas.errors import ConfigError
 from nas.scorers import ScorerSetting
-from nas.scorers.combined import (COLUMN, REFERENCE_FILE, CombinedScorer, aggregate, quantile)
+from nas.scorers.combined import (COLUMN, REFERENCE_FILE, REFERENCE_SIZE, CombinedScorer, aggregate,
+                                  quantile)
 from nas.search.shared_study import make_storage
 from search_spaces import Skeleton, get_space
 
@@ -186,3 +187,22 @@ def test_two_workers_give_the_same_values_as_one_process(tmp_path):
     study = optuna.load_study(study_name="search",
                               storage=make_storage(f"journal:{shared}/study.journal"))
     assert all("parts" in t.user_attrs for t in study.trials if t.values)
+
+
+def test_the_default_search_combines_the_supernet_with_proxies_and_trust_reports_the_parts(
+        tmp_path, capsys):
+    run = tmp_path / "default"
+    assert main(["search", *TINY, "--epochs", "1", "--trials", "8", "--out", str(run)]) == 0
+    out = capsys.readouterr().out
+    setting = ScorerSetting.parse("default")
+    assert setting.trains_supernet and len(setting.parts) > 1
+    trials = pd.read_csv(run / "trials.csv")
+    labels = [p.label for p in setting.parts]
+    assert {COLUMN, *labels, *(f"{p}_quantile" for p in labels)} <= set(trials.columns)
+    assert trials["supernet"].between(0, 100).all()  # the supernet part is an accuracy
+    reference = pd.read_csv(run / REFERENCE_FILE)
+    assert len(reference) == REFERENCE_SIZE and reference.shape[1] == 1 + len(labels)
+    trust = __import__("json").loads((run / "trust.json").read_text())
+    assert set(trust["part_agreement"]) == set(labels)
+    assert all(0 <= share <= 1 for share in trust["part_agreement"].values())
+    assert "the share each part ranks in its own top quarter" in out

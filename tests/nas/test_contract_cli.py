@@ -36,11 +36,13 @@ def test_search_reuse_correlate_and_export_score_with_the_methods_bn_mode(bn_mod
     one_go = tmp_path / "one-go"
     assert main(["search", *TINY, "--epochs", "2", "--trials", "6", "--searcher", "random",
                  "--method-opt", f"bn_mode={bn_mode}", "--out", str(one_go)]) == 0
-    searched = pd.read_csv(one_go / "trials.csv").set_index("arch")["val_accuracy"]
+    # The default scorer combines the supernet with proxies; its supernet part is the accuracy.
+    trials = pd.read_csv(one_go / "trials.csv").set_index("arch")
+    searched = trials["supernet"]
 
     reused = tmp_path / "reused"
     assert main(["search", "--supernet", str(one_go), "--trials", "6", "--searcher", "random",
-                 "--device", "cpu", "--out", str(reused)]) == 0
+                 "--device", "cpu", "--scorer", "supernet", "--out", str(reused)]) == 0
     again = pd.read_csv(reused / "trials.csv").set_index("arch")["val_accuracy"]
     assert again.to_dict() == searched.to_dict()
 
@@ -49,7 +51,10 @@ def test_search_reuse_correlate_and_export_score_with_the_methods_bn_mode(bn_mod
                                                                                     index=False)
     assert main(["correlate", str(one_go), "--ground-truth", str(truth), "--device", "cpu"]) == 0
     correlated = pd.read_csv(one_go / "correlation-truth-accuracy" / "correlation.csv")
-    assert correlated.set_index("arch")["supernet_score"].to_dict() == searched.to_dict()
+    correlated = correlated.set_index("arch")
+    assert correlated["supernet"].to_dict() == searched.to_dict()
+    # the same reference sample, kept in the run: the same combined scores as the search's
+    assert correlated["combined_score"].to_dict() == trials["combined_score"].to_dict()
 
     # The mode really decides the scores: the other mode scores these paths differently.
     trained = load_supernet(one_go, "cpu")

@@ -103,6 +103,7 @@ def test_a_search_time_budget_stops_cleanly_and_a_resume_counts_what_was_spent(t
         return float(len(str(arch)))
 
     slow.column = "score"  # a Scorer's name for its values
+    slow.parts = lambda arch: {}  # and what it was combined from: nothing
 
     # Scoring an architecture takes at least 0.2 s (a repeat is free: scores are cached), so a
     # 1 s budget allows at most 5 distinct ones, however loaded the machine; it stops there,
@@ -133,6 +134,7 @@ def test_a_long_search_writes_its_trials_along_the_way(tmp_path):
         return float(len(scored))
 
     dies_at_the_13th.column = "score"
+    dies_at_the_13th.parts = lambda arch: {}
 
     with pytest.raises(KeyboardInterrupt):
         run_search(run, problem, dies_at_the_13th, SearchConfig(searcher="random", trials=50))

@@ -131,7 +131,8 @@ def test_correlate_with_proxies_writes_a_run_per_proxy_and_seed(tmp_path, capsys
 
 @pytest.mark.parametrize("argv, message", [
     (["correlate", "--proxy", "nope", *TINY, "--ground-truth", "gt.csv", "--out", "o"],
-     "unknown proxy 'nope'; choose one of: flops, grad_norm, naswot, params, snip, synflow"),
+     "unknown proxy 'nope'; choose one of: az_expressivity, az_progressivity, az_trainability, "
+     "flops, grad_norm, jacov, meco, naswot, params, snip, synflow, zico"),
     (["correlate", "--proxy", "naswot", "--ground-truth", "gt.csv", "--out", "o"],
      "--proxy needs --space"),
     (["search", *TINY, "--scorer", "proxy:nope", "--trials", "1"], "unknown proxy 'nope'"),

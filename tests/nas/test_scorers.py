@@ -90,7 +90,9 @@ def test_a_proxy_scorer_speaks_the_protocol_and_its_values_do_not_depend_on_orde
     scorer = build_scorer(ScorerSetting.parse("proxy:synflow"), problem, seed=3)
     assert isinstance(scorer, Scorer)
     assert scorer.column == "synflow" and scorer.identity() == "proxy:synflow seed 3"
-    assert scorer.redrawn() is None  # its seed fixes it: no second draw to make
+    # trust's second draw: the next seed's initialisation (and batch); a count has none
+    assert scorer.redrawn().identity() == "proxy:synflow seed 4"
+    assert build_scorer(ScorerSetting.parse("params"), problem, seed=3).redrawn() is None
     rng = np.random.default_rng(0)
     archs = [problem.space.sample(rng) for _ in range(3)]
     forward = [scorer(a) for a in archs]

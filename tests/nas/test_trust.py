@@ -35,7 +35,7 @@ def test_a_redraw_holds_the_same_images_in_another_order():
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory):
     out = tmp_path_factory.mktemp("audit") / "run"
-    assert main(["search", *TINY, "--epochs", "1", "--trials", "6", "--audit", "2",
+    assert main(["search", *TINY, "--epochs", "1", "--trials", "6", "--audit", "2", "--scorer", "supernet",
                  "--audit-epochs", "1", "--out", str(out)]) == 0
     return out
 
@@ -80,7 +80,7 @@ def test_the_audit_trains_the_shortlist_and_distinct_random_architectures(audite
     # trains only what is new.
     models = {p: p.stat().st_mtime_ns for p in (audited / "audit").glob("*/model.pt")}
     assert len(models) == 4
-    assert main(["search", *TINY, "--epochs", "1", "--trials", "6", "--audit", "3",
+    assert main(["search", *TINY, "--epochs", "1", "--trials", "6", "--audit", "3", "--scorer", "supernet",
                  "--audit-epochs", "1", "--out", str(audited)]) == 0
     grown = pd.read_csv(audited / "audit.csv")
     assert len(grown) == 6 and len(list((audited / "audit").glob("*/model.pt"))) == 6
