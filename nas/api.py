@@ -25,6 +25,7 @@ from nas.export.initial_weights import INITS, Initialisation, initial_state
 from nas.problem import SearchProblem, build_problem
 from nas.runs import RunDir
 from nas.scorers import Scorer, build_scorer
+from nas.scorers.combined import DEFAULT_WITH_SUPERNET
 from nas.search.derived import write_derived
 from nas.search.loop import SearchOutcome
 from nas.search.trust import Audit, Trust, assess, audit as audit_search
@@ -94,6 +95,11 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
     no supernet is trained: a training-free proxy, or a ground-truth table, scores each
     architecture. A supernet search also judges its ranking (`nas.search.trust`), and with
     `audit` K trains its K best and K random architectures stand-alone to check it."""
+    asks_for_supernet = supernet_run is not None or _asks_for_training(
+        train_config, method, method_options)
+    if asks_for_supernet and search_config.scorer == SearchConfig().scorer:
+        # The default trains nothing; a supernet given, or training asked for, joins its parts.
+        search_config = replace(search_config, scorer=DEFAULT_WITH_SUPERNET)
     setting = search_config.scorer_setting
     setting.check()  # an unknown proxy fails before anything is built
     _check_audit(audit, audit_epochs, search_config)
@@ -136,17 +142,21 @@ def _check_audit(audit: int, audit_epochs: int, search_config: SearchConfig) -> 
                           f"number >= 1; got {audit} and {audit_epochs}")
     if audit and search_config.trials == 0:
         raise ConfigError("--audit checks a search's best architectures; --trials 0 searches none")
-    if audit and not search_config.scorer_setting.trains_supernet:
-        raise ConfigError("--audit checks a supernet's ranking; use it with --scorer supernet")
+
+
+def _asks_for_training(train_config: TrainConfig, method: str,
+                       method_options: Mapping[str, Any] | None) -> bool:
+    """Whether any training or method option differs from the defaults."""
+    trains = replace(train_config, seed=SUPERNET_TRAINING.seed,
+                     device=SUPERNET_TRAINING.device) != SUPERNET_TRAINING
+    return trains or method != DEFAULT_METHOD or bool(method_options)
 
 
 def _check_trains_nothing(search_config: SearchConfig, train_config: TrainConfig, method: str,
                           method_options: Mapping[str, Any] | None,
                           supernet_run: str | Path | None) -> None:
     """A scorer that trains nothing takes no training options, and no supernet."""
-    trains = replace(train_config, seed=SUPERNET_TRAINING.seed,
-                     device=SUPERNET_TRAINING.device) != SUPERNET_TRAINING
-    if trains or method != DEFAULT_METHOD or method_options:
+    if _asks_for_training(train_config, method, method_options):
         raise ConfigError(f"--scorer {search_config.scorer} trains nothing; drop the training "
                           f"and method options, or use --scorer supernet")
     if supernet_run is not None:

@@ -13,7 +13,7 @@ from nas.config import SUPERNET_TRAINING, RunRecord, SearchConfig, TrainConfig
 from nas.errors import NasError
 from nas.runs import RunDir
 from nas.scorers import ScorerSetting
-from nas.scorers.combined import COMBINATIONS
+from nas.scorers.combined import COMBINATIONS, DEFAULT_WITH_SUPERNET
 from nas.scorers.proxies import PROXIES
 from nas.searchers import SEARCHERS
 from nas.training import torchrun
@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"what scores an architecture: supernet, a training-free proxy "
              f"({names(PROXIES)}; no training at all), a combination of them joined by + "
              f"(e.g. supernet+naswot+params; mean: before it for the mean of quantiles), "
-             f"az_nas, or default ({COMBINATIONS['default']}, chosen by protocol v2)")
+             f"az_nas, or default ({COMBINATIONS['default']}, chosen by protocol v2; "
+             f"with --supernet: {DEFAULT_WITH_SUPERNET})")
     add("--oracle", default=None, metavar="TABLE",
         help="score by looking architectures up in a ground-truth table covering "
              "the whole space (e.g. the NAS-Bench-201 CSV): compares searchers "
@@ -106,6 +107,11 @@ def _report_training_free_search(result: api.SearchResult) -> None:
     print(f"best architecture by {result.scorer} (no training): {result.best}")
     print(f"  score {result.best_val_accuracy:.6g}, {result.params_m:.4f} M params, "
           f"{result.flops_m:.3f} MFLOPs")
+    for line in [*(result.trust.lines() if result.trust else []),
+                 *(result.audit.lines() if result.audit else [])]:
+        print(line)
+    if result.audit is None:
+        print("  check it: --audit K trains the K best and K random architectures stand-alone")
     print(f"run directory: {result.run_dir}  (trials.csv, best.txt, study.db, tb/)")
     print(f"next: nas train --space {result.best.space}{skeleton_flags(result.run_dir)} --arch "
           f"\"{result.best}\"   |   "

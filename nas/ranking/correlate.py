@@ -24,13 +24,14 @@ from nas.ranking.comparison import compare_with_baseline
 from nas.runs import atomic_write_csv, atomic_write_json
 from nas.problem import SearchProblem
 from nas.scorers import ScorerSetting, build_scorer
+from nas.scorers.combined import DEFAULT_WITH_SUPERNET
 from nas.training.supernet import load_supernet
 from search_spaces import SearchSpace
 from supernets.progress import Progress
 
 NB201_DEFAULT_COLUMN = "cifar10_test"
 DEFAULT_SAMPLE = 100  # architectures scored when no --archs list is given
-DEFAULT_SCORER = "default"  # what `nas search` scores with unless told (nas.scorers.combined)
+DEFAULT_SCORER = DEFAULT_WITH_SUPERNET  # as `nas search --supernet RUN` scores unless told
 
 
 @dataclass(frozen=True)

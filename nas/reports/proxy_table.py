@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nas.ranking import ranking_figures
+from nas.ranking import kendall_tau, ranking_figures
+from nas.ranking.comparison import compare_with_baseline
 from nas.ranking.correlate import correlation_folder, rankable_scores, read_ground_truth
 from nas.scorers.az_nas import log_rank_aggregate
 from nas.runs import atomic_write_csv
@@ -50,6 +51,8 @@ COMBINATIONS = {"az_nas": ("az_expressivity", "az_progressivity", "az_trainabili
                 "meco+synflow": ("meco", "synflow"),
                 "meco+jacov+naswot": ("meco", "jacov", "naswot"),
                 "meco+jacov+synflow": ("meco", "jacov", "synflow"),
+                "meco+jacov+synflow+params": ("meco", "jacov", "synflow", "params"),
+                "meco+synflow+params": ("meco", "synflow", "params"),
                 "meco+naswot+synflow+params": ("meco", "naswot", "synflow", "params"),
                 "meco+az_nas": ("meco", "az_expressivity", "az_progressivity", "az_trainability",
                                 "flops"),
@@ -83,8 +86,8 @@ def load(runs: Path, correlation_dir: str) -> tuple[pd.DataFrame, list[dict]]:
 def markdown(rows: list[dict]) -> str:
     lines = ["| proxy | Kendall tau [95%] | Spearman rho [95%] | tau within FLOPs terciles [95%] "
              "| top-10% precision | top-1 regret (points) | s / arch | literature tau "
-             "| literature rho |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| literature rho | tau minus the best single proxy's [95% paired] |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda r: -r["kendall_tau"]):
         tau, rho = LITERATURE.get(r["proxy"], ("-", "-"))
         lines.append(f"| {r['proxy']} | {r['kendall_tau']:.3f} [{r['kendall_tau_low']:.3f}, "
@@ -93,7 +96,7 @@ def markdown(rows: list[dict]) -> str:
                      f"{r['kendall_tau_flops_terciles']:.3f} [{r['kendall_tau_flops_terciles_low']:.3f}, "
                      f"{r['kendall_tau_flops_terciles_high']:.3f}] | "
                      f"{r['precision_top10']:.2f} | {r['top1_regret']:.2f} | "
-                     f"{r['s_per_arch']:.2f} | {tau} | {rho} |")
+                     f"{r['s_per_arch']:.2f} | {tau} | {rho} | {r.get('vs_best', '-')} |")
     return "\n".join(lines)
 
 
@@ -111,6 +114,10 @@ def scored_rows(scores: pd.DataFrame, rows: list[dict], flops: pd.Series) -> lis
             columns[name] = log_rank_aggregate([columns[p].tolist() for p in parts])
             # AZ-NAS's components come from one computation: the first run paid for it.
             costs[name] = sum(costs.get(p, float("nan")) for p in parts)
+    singles = [n for n in columns if n not in COMBINATIONS]
+    best = max(singles, key=lambda n: kendall_tau(np.asarray(columns[n]), truth))
+    paired = compare_with_baseline({n: np.asarray(v)[None, :] for n, v in columns.items()},
+                                   truth, best, resamples=1000)
     out = []
     for name, values in columns.items():
         figures = ranking_figures(np.asarray(values), truth, flops=flops.to_numpy(dtype=float))
@@ -121,7 +128,10 @@ def scored_rows(scores: pd.DataFrame, rows: list[dict], flops: pd.Series) -> lis
                                                    ("_high", "high"))},
                     "precision_top10": figures["precision_top10"]["value"],
                     "top1_regret": figures["top1_regret"]["value"],
-                    "s_per_arch": costs.get(name, float("nan"))})
+                    "s_per_arch": costs.get(name, float("nan")),
+                    "vs_best": "-" if name == best else
+                    f"{paired[name]['difference']:+.3f} [{paired[name]['difference_low']:+.3f}, "
+                    f"{paired[name]['difference_high']:+.3f}] vs {best}"})
     return out
 
 

@@ -58,7 +58,7 @@ class Trust:
 
     def lines(self) -> list[str]:
         verdict = ("clear of the noise" if self.best_margin > self.score_noise
-                   else "within the noise: the supernet cannot separate the top architectures")
+                   else "within the noise: the scorer cannot separate the top architectures")
         stays = "stays" if self.best_stays_best else "does not stay"
         bias = ("follows model size" if self.params_tau > 0.7 else
                 "prefers smaller networks" if self.params_tau < -0.3 else
@@ -190,11 +190,11 @@ def audit(run: RunDir, problem: SearchProblem, scorer: Scorer, trials: pd.DataFr
             sub = RunDir(run / AUDIT_DIR / f"{name}-e{config.epochs}")
             sub.open(RunRecord("train", train=config, arch=str(arch)))
             _, metrics = train_model(sub, arch, problem, config)
-            supernet_score = scores.get(str(arch))
-            if supernet_score is None:
-                supernet_score = scorer(arch)
+            search_score = scores.get(str(arch))
+            if search_score is None:
+                search_score = scorer(arch)
             rows.append({"group": group, "rank": index + 1, "arch": str(arch),
-                         "supernet_score": float(supernet_score),
+                         "search_score": float(search_score),
                          "test_accuracy": metrics["test_accuracy"],
                          "params_m": problem.space.params_m(arch)})
             atomic_write_csv(run / AUDIT_FILE, pd.DataFrame(rows))

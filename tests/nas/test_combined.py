@@ -2,6 +2,7 @@
 its closed form, invariance to monotone transforms, and searches that resume and share."""
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -13,8 +14,8 @@ from scipy import stats
 from nas.cli import main
 from nas.errors import ConfigError
 from nas.scorers import ScorerSetting
-from nas.scorers.combined import (COLUMN, REFERENCE_FILE, REFERENCE_SIZE, CombinedScorer, aggregate,
-                                  quantile)
+from nas.scorers.combined import (COLUMN, DEFAULT_WITH_SUPERNET, REFERENCE_FILE, REFERENCE_SIZE,
+                                  CombinedScorer, aggregate, quantile)
 from nas.search.shared_study import make_storage
 from search_spaces import Skeleton, get_space
 
@@ -189,20 +190,37 @@ def test_two_workers_give_the_same_values_as_one_process(tmp_path):
     assert all("parts" in t.user_attrs for t in study.trials if t.values)
 
 
-def test_the_default_search_combines_the_supernet_with_proxies_and_trust_reports_the_parts(
-        tmp_path, capsys):
+def test_the_default_search_trains_nothing_and_trust_reports_the_parts(tmp_path, capsys):
     run = tmp_path / "default"
-    assert main(["search", *TINY, "--epochs", "1", "--trials", "8", "--out", str(run)]) == 0
+    assert main(["search", *TINY, "--trials", "8", "--out", str(run)]) == 0
     out = capsys.readouterr().out
     setting = ScorerSetting.parse("default")
-    assert setting.trains_supernet and len(setting.parts) > 1
+    assert not setting.trains_supernet and len(setting.parts) > 1
+    assert not (run / "supernet.pt").exists()
     trials = pd.read_csv(run / "trials.csv")
     labels = [p.label for p in setting.parts]
     assert {COLUMN, *labels, *(f"{p}_quantile" for p in labels)} <= set(trials.columns)
-    assert trials["supernet"].between(0, 100).all()  # the supernet part is an accuracy
     reference = pd.read_csv(run / REFERENCE_FILE)
     assert len(reference) == REFERENCE_SIZE and reference.shape[1] == 1 + len(labels)
-    trust = __import__("json").loads((run / "trust.json").read_text())
-    assert set(trust["part_agreement"]) == set(labels)
+    trust = json.loads((run / "trust.json").read_text())
+    assert set(trust["part_agreement"]) == set(labels)  # the proxies' seeds drawn again
     assert all(0 <= share <= 1 for share in trust["part_agreement"].values())
     assert "the share each part ranks in its own top quarter" in out
+
+
+def test_a_trained_supernet_joins_the_default_combination(tmp_path):
+    trained = tmp_path / "trained"
+    assert main(["supernet", *TINY, "--steps", "20", "--out", str(trained)]) == 0
+    reused = tmp_path / "reused"
+    assert main(["search", "--supernet", str(trained), "--trials", "6", "--device", "cpu",
+                 "--out", str(reused)]) == 0
+    trials = pd.read_csv(reused / "trials.csv")
+    assert ScorerSetting.parse(DEFAULT_WITH_SUPERNET).parts[0].label == "supernet"
+    assert trials["supernet"].between(0, 100).all() and COLUMN in trials
+    assert json.loads((reused / "config.json").read_text())["settings"]["search"]["scorer"] == \
+        DEFAULT_WITH_SUPERNET
+    asked = tmp_path / "asked"  # a training option asks for a supernet: it joins the default
+    assert main(["search", *TINY, "--steps", "20", "--trials", "3", "--out", str(asked)]) == 0
+    assert (asked / "supernet.pt").is_file()
+    assert json.loads((asked / "config.json").read_text())["settings"]["search"]["scorer"] == \
+        DEFAULT_WITH_SUPERNET

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import torch
 
+from nas.scorers.combined import DEFAULT_WITH_SUPERNET
 from nas.cli import _configs, build_parser, main
 from nas.config import DEFAULT_METHOD, SUPERNET_TRAINING, DataConfig, SearchConfig, TrainConfig
 from nas.runs import load_checkpoint
@@ -35,8 +36,9 @@ TINY = ["--space", "nb201", "--width", "4", "--cells", "1", "--train-subset", "4
 def test_search_reuse_correlate_and_export_score_with_the_methods_bn_mode(bn_mode, tmp_path):
     one_go = tmp_path / "one-go"
     assert main(["search", *TINY, "--epochs", "2", "--trials", "6", "--searcher", "random",
-                 "--method-opt", f"bn_mode={bn_mode}", "--out", str(one_go)]) == 0
-    # The default scorer combines the supernet with proxies; its supernet part is the accuracy.
+                 "--method-opt", f"bn_mode={bn_mode}", "--scorer", DEFAULT_WITH_SUPERNET,
+                 "--out", str(one_go)]) == 0
+    # nas correlate's default on a supernet run: the supernet part is the supernet's accuracy.
     trials = pd.read_csv(one_go / "trials.csv").set_index("arch")
     searched = trials["supernet"]
 

@@ -98,7 +98,6 @@ def test_the_audit_verdict_counts_each_group_and_ties():
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--scorer", "proxy:params", "--audit", "1"], "--audit checks a supernet"),
     (["--audit-epochs", "2"], "give --audit K too"),
     (["--trials", "0", "--audit", "1"], "--trials 0 searches none")])
 def test_audit_options_that_would_do_nothing_are_one_line_errors(flags, message, tmp_path, capsys):
