@@ -39,6 +39,8 @@ COMBINATIONS = {  # name -> parts
     "jacov+naswot+params": ("jacov", "naswot", "params"),
     "jacov+naswot": ("jacov", "naswot"),
     "jacov+meco": ("jacov", "meco"),
+    "jacov+meco+synflow": ("jacov", "meco", "synflow"),
+    "supernet+jacov+meco+synflow": ("supernet", "jacov", "meco", "synflow"),
     "jacov+meco+naswot": ("jacov", "meco", "naswot"),
     "jacov+meco+naswot+params": ("jacov", "meco", "naswot", "params"),
     "supernet+jacov": ("supernet", "jacov"),
@@ -107,10 +109,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", default="results/runs/ranking-v2")
     parser.add_argument("--out", default="results/ranking/scorers.csv")
-    parser.add_argument("--supernet-s-per-arch", type=float, default=1.45,
-                        help="seconds a supernet scores one architecture on the 10,000 "
-                             "validation images (measured: score_v2.log)")
-    parser.add_argument("--proxy-s-per-arch", type=float, default=0.1)
+    parser.add_argument("--costs", default="results/ranking/scorer_costs.csv",
+                        help="seconds per architecture of each part (scorer_costs.py)")
     args = parser.parse_args()
     tables = load(Path(args.runs))
     _, scores, (truth, flops) = scorer_rows(tables)
@@ -121,16 +121,20 @@ def main() -> None:
     ceiling = seed_to_seed_tau(gt.pivot(index="arch", columns="seed", values="accuracy")
                                .dropna().to_numpy().T)
     rows = []
+    seconds = pd.read_csv(args.costs).set_index("scorer")["s_per_arch"].to_dict()
+    seconds.update({"flops": seconds["params"], "az": seconds.pop("az_expressivity")})
     for name, by_seed in scores.items():
         budget = name.split("@")[1] if "@" in name else None
         steps = BUDGETS[budget] if budget else 0
-        uses_supernet = budget is not None
-        parts = 1 if "+" not in name else name.split("@")[0].count("+") + 1 + \
-            (3 if "az_nas" in name else 0)
-        scored = 64 + (REFERENCE_SIZE if "+" in name or "az_nas" in name else 0)
+        plain = name.split(" @")[0].removeprefix("mean:")
+        parts = COMBINATIONS.get(plain, (plain,))
+        if "supernet" in parts:
+            parts = parts[1:] + ("supernet",)
+        # AZ-NAS's components are one computation; a combination also scores its reference.
+        paid = {"az" if p.startswith("az_") else p for p in parts}
+        scored = 64 + (REFERENCE_SIZE if len(parts) > 1 else 0)
         train_s = steps / 23.9  # SPOS's measured rate on this skeleton (217 s for 5,200 steps)
-        score_s = scored * ((args.supernet_s_per_arch if uses_supernet else 0)
-                            + args.proxy_s_per_arch * (parts - uses_supernet))
+        score_s = scored * sum(seconds[p] for p in paid)
         c = comparison[name]
         rows.append({"scorer": name, "seeds": by_seed.shape[0], "kendall_tau": c["mean_tau"],
                      "tau_low": c["low"], "tau_high": c["high"],
