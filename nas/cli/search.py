@@ -107,15 +107,20 @@ def _report_training_free_search(result: api.SearchResult) -> None:
     print(f"best architecture by {result.scorer} (no training): {result.best}")
     print(f"  score {result.best_val_accuracy:.6g}, {result.params_m:.4f} M params, "
           f"{result.flops_m:.3f} MFLOPs")
+    _print_checks(result)
+    print(f"run directory: {result.run_dir}  (trials.csv, best.txt, study.db, tb/)")
+    print(f"next: nas train --space {result.best.space}{skeleton_flags(result.run_dir)} --arch "
+          f"\"{result.best}\"   |   "
+          f"nas export {result.run_dir} --init scratch --out best.pt2")
+
+
+def _print_checks(result: api.SearchResult) -> None:
+    """How far the ranking can be trusted, and the audit's verdict or how to get one."""
     for line in [*(result.trust.lines() if result.trust else []),
                  *(result.audit.lines() if result.audit else [])]:
         print(line)
     if result.audit is None:
         print("  check it: --audit K trains the K best and K random architectures stand-alone")
-    print(f"run directory: {result.run_dir}  (trials.csv, best.txt, study.db, tb/)")
-    print(f"next: nas train --space {result.best.space}{skeleton_flags(result.run_dir)} --arch "
-          f"\"{result.best}\"   |   "
-          f"nas export {result.run_dir} --init scratch --out best.pt2")
 
 
 def _report_supernet_search(result: api.SearchResult, trials: int) -> None:
@@ -131,11 +136,7 @@ def _report_supernet_search(result: api.SearchResult, trials: int) -> None:
     if result.derived_by is None and result.median_val_accuracy < 2 * result.chance_accuracy:
         print("  warning: the supernet scores most architectures close to chance, so its ranking is "
               "weak; train it longer (--steps, --time-budget) or on a smaller skeleton (--width, --cells)")
-    for line in [*(result.trust.lines() if result.trust else []),
-                 *(result.audit.lines() if result.audit else [])]:
-        print(line)
-    if result.audit is None:
-        print("  check it: --audit K trains the K best and K random architectures stand-alone")
+    _print_checks(result)
     print(f"run directory: {result.run_dir}  (trials.csv, best.txt, study.db, tb/, supernet.pt)")
     print(f"next: nas export {result.run_dir} --out best.pt2   |   "
           f"nas train --space {result.best.space}{skeleton_flags(result.run_dir)} --arch \"{result.best}\"")

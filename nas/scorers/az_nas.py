@@ -60,6 +60,7 @@ from scipy.stats import rankdata
 from torch import nn
 
 from nas.errors import ConfigError
+from nas.scorers.hooks import forward_hooks
 
 BATCH_SIZE = 64  # NB201/tss_general.ipynb: the noise batch equals the loader's batch_size, 64
 ENTROPY_EPS = 1e-8  # compute_az_nas_score.py: torch.log(prob_s + 1e-8)
@@ -95,14 +96,10 @@ def feature_maps(net: nn.Module, inputs: torch.Tensor) -> list[torch.Tensor]:
     """Run `net` on `inputs` and return each feature block's output, autograd graph kept."""
     blocks = feature_blocks(net)
     outputs: list[list[torch.Tensor]] = [[] for _ in blocks]
-    handles = [block.register_forward_hook(lambda _m, _i, out, seen=seen: seen.append(out))
-               for block, seen in zip(blocks, outputs)]
-    try:
-        with torch.enable_grad():
-            net(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
+    hooks = [(block, lambda _m, _i, out, seen=seen: seen.append(out))
+             for block, seen in zip(blocks, outputs)]
+    with forward_hooks(hooks), torch.enable_grad():
+        net(inputs)
     counts = [len(seen) for seen in outputs]
     if any(count != 1 for count in counts):
         raise ConfigError(f"AZ-NAS needs each feature block to run once per forward pass, got "

@@ -26,6 +26,8 @@ import math
 import torch
 from torch import nn
 
+from nas.scorers.hooks import forward_hooks
+
 
 def channel_lambda_min(sample: torch.Tensor) -> float:
     """lambda_min of the channel correlation of one sample's output (C, ...) (official hook)."""
@@ -45,11 +47,6 @@ def meco(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> float:
         if torch.is_tensor(output) and output.dim() >= 2:
             lambdas.append(channel_lambda_min(output[0]))
 
-    handles = [m.register_forward_hook(hook) for _, m in net.named_modules()]
-    try:
-        with torch.no_grad():
-            net(images)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with forward_hooks((m, hook) for _, m in net.named_modules()), torch.no_grad():
+        net(images)
     return float(sum(v for v in lambdas if math.isfinite(v)))  # official: NaN/inf dropped

@@ -47,6 +47,7 @@ from torch import nn
 from nas.errors import ConfigError
 from nas.registry import Registry
 from nas.scorers.az_nas import az_nas_components
+from nas.scorers.hooks import forward_hooks
 from nas.scorers.jacov import jacov
 from nas.scorers.meco import meco
 from nas.scorers.zico import zico
@@ -148,13 +149,8 @@ def activation_kernel(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
         active = codes.sum(dim=1).double().cpu()
         kernel.add_(2 * both_active - active[:, None] - active[None, :] + codes.shape[1])
 
-    handles = [m.register_forward_hook(hook) for m in relus]
-    try:
-        with torch.no_grad():
-            net(images)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with forward_hooks((m, hook) for m in relus), torch.no_grad():
+        net(images)
     return kernel
 
 
