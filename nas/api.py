@@ -57,6 +57,7 @@ class SearchResult:
     trust: Trust | None = None                # score noise and size bias (supernet searches)
     audit: Audit | None = None                # stand-alone check of the shortlist (--audit K)
     derived_by: str | None = None             # a gradient-based method's derived architecture
+    score: float | None = None                # the best's score by `scorer` (a combination's too)
 
 
 def _prepare_training(record: RunRecord) -> tuple[SearchProblem, TrainingMethod]:
@@ -223,13 +224,14 @@ def _judged(run: RunDir, problem: SearchProblem, scorer: Scorer, found: SearchOu
     stand_alone = TrainConfig(epochs=audit_epochs, seed=search_config.seed, device=device)
     checked = audit_search(run, problem, scorer, table, audit, stand_alone) if audit else None
     setting = search_config.scorer_setting
-    training = {}
-    if setting.trains_supernet:
+    training, accuracy = {}, found.score
+    if setting.trains_supernet:  # the best's own accuracy, a combination's supernet part
+        accuracy = float(table.loc[table["arch"] == str(best), setting.supernet_column].iloc[0])
         training = {"median_val_accuracy": float(table[setting.supernet_column].median()),
                     "chance_accuracy": 100.0 / problem.space.skeleton.num_classes}
-    return SearchResult(run.path, best, found.score, problem.space.params_m(best),
+    return SearchResult(run.path, best, accuracy, problem.space.params_m(best),
                         problem.space.flops_m(best), scorer=str(setting), trust=trust,
-                        audit=checked, derived_by=derived_by, **training)
+                        audit=checked, derived_by=derived_by, score=found.score, **training)
 
 
 def export(run_dir: str | Path, out: str | Path, arch: str | None = None, init: str = "inherit",

@@ -127,6 +127,8 @@ def _report_supernet_search(result: api.SearchResult, trials: int) -> None:
     print(f"best architecture: {result.best}")
     print(f"  validation accuracy {result.best_val_accuracy:.2f}% (supernet weights), "
           f"{result.params_m:.4f} M params, {result.flops_m:.3f} MFLOPs")
+    if result.score != result.best_val_accuracy:  # ranked by a combination
+        print(f"  score by {result.scorer}: {result.score:.4g} (trials.csv has each part)")
     if result.derived_by is not None:
         print(f"  derived by {result.derived_by} from its learned mixing weights "
               f"(architecture_weights.csv / .png; chance {result.chance_accuracy:.2f}%)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import optuna
@@ -208,7 +209,7 @@ def test_the_default_search_trains_nothing_and_trust_reports_the_parts(tmp_path,
     assert "the share each part ranks in its own top quarter" in out
 
 
-def test_a_trained_supernet_joins_the_default_combination(tmp_path):
+def test_a_trained_supernet_joins_the_default_combination(tmp_path, capsys):
     trained = tmp_path / "trained"
     assert main(["supernet", *TINY, "--steps", "20", "--out", str(trained)]) == 0
     reused = tmp_path / "reused"
@@ -222,5 +223,10 @@ def test_a_trained_supernet_joins_the_default_combination(tmp_path):
     asked = tmp_path / "asked"  # a training option asks for a supernet: it joins the default
     assert main(["search", *TINY, "--steps", "20", "--trials", "3", "--out", str(asked)]) == 0
     assert (asked / "supernet.pt").is_file()
+    out = capsys.readouterr().out  # the best's accuracy is the supernet's, its score the combination's
+    accuracy = float(re.search(r"validation accuracy ([-\d.]+)%", out).group(1))
+    best = pd.read_csv(asked / "trials.csv").sort_values(COLUMN).iloc[-1]
+    assert accuracy == pytest.approx(best["supernet"], abs=0.005)
+    assert f"score by {DEFAULT_WITH_SUPERNET}: {best[COLUMN]:.4g}" in out
     assert json.loads((asked / "config.json").read_text())["settings"]["search"]["scorer"] == \
         DEFAULT_WITH_SUPERNET
