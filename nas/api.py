@@ -101,8 +101,7 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
     if asks_for_supernet and search_config.scorer == SearchConfig().scorer:
         # The default trains nothing; a supernet given, or training asked for, joins its parts.
         search_config = replace(search_config, scorer=DEFAULT_WITH_SUPERNET)
-    setting = search_config.scorer_setting
-    setting.check()  # an unknown proxy fails before anything is built
+    setting = search_config.scorer_setting  # parsed: an unknown proxy has failed already
     _check_audit(audit, audit_epochs, search_config)
     if torchrun.is_launched():
         torchrun.check_search(setting.trains_supernet and supernet_run is None, parallel)
@@ -173,15 +172,17 @@ def _open_training_free(space: SpaceConfig, data: DataConfig, device: str,
     problem = build_problem(space, data, search_config.seed, device)
     setting = search_config.scorer_setting
     run = RunDir(out or RunDir.default_path(f"{space.name}-{setting.label}"))
-    # A combination scores its reference sample into the run, so the run must be opened
-    # first; a table's column is resolved before anything is written.
-    setting = setting.resolved_on(problem)
-    search_config = replace(search_config, scorer=str(setting), oracle_column=setting.column)
-    # Refuse a shared study of another scorer before anything is written; a combination is
-    # checked once built, since it scores its reference sample into the run.
+    # A proxy or a table is built before anything is written (the table's column resolved,
+    # a shared study of another scorer refused); a combination scores its reference sample
+    # into the run, so it is built, and checked, once the run is open.
     early = None if setting.keeps_reference else build_scorer(setting, problem, search_config.seed)
+    if early is not None:
+        setting = setting.resolved(early)
+    search_config = replace(search_config, scorer=str(setting), oracle_column=setting.column)
     check_shared(parallel, problem, search_config, early, setting.column_name)
     run.open(RunRecord("search", space, data, search=search_config))
+    if early is not None:
+        return run, problem, early, search_config
     scorer = build_scorer(setting, problem, search_config.seed, reference_dir=run.path)
     check_shared(parallel, problem, search_config, scorer, scorer.column)
     return run, problem, scorer, search_config

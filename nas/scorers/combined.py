@@ -142,7 +142,6 @@ class CombinedScorer:
         second = {label: part.redrawn() for label, part in self._parts.items()}
         if all(s is None for s in second.values()):
             return None
-        scorer = CombinedScorer({label: second[label] or part
-                                 for label, part in self._parts.items()}, {}, self.aggregation)
-        scorer.reference = self.reference
-        return scorer
+        return CombinedScorer({label: second[label] or part
+                               for label, part in self._parts.items()},
+                              self.reference, self.aggregation)

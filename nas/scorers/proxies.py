@@ -228,6 +228,6 @@ class ProxyScorer:
     def redrawn(self) -> ProxyScorer | None:
         """Another seed's batch and initialisation (trust's score noise); None for the counts,
         which no seed moves."""
-        if self.proxy.batch_size == 0 and self.proxy.score in (params, flops):
+        if self.proxy.score in (params, flops):
             return None
         return ProxyScorer(self.problem, self.proxy.name, self.seed + REDRAW_SEED_OFFSET)

@@ -53,7 +53,6 @@ class Scorer(Protocol):
 
 
 Kind = Literal["supernet", "proxy", "oracle", "combined"]
-_PREFIXED: tuple[Kind, ...] = ("proxy", "oracle")
 AGGREGATIONS = ("log_rank", "mean")  # how a combination's parts are put together (combined.py)
 
 
@@ -156,18 +155,10 @@ class ScorerSetting:
             return None
         return SUPERNET if self.kind == "supernet" else "supernet"
 
-    def resolved_on(self, problem: SearchProblem) -> ScorerSetting:
-        """This setting with a table's default column named, before a run records it."""
-        return self.resolved(build_scorer(self, problem)) if self.kind == "oracle" else self
-
     def resolved(self, scorer: Scorer) -> ScorerSetting:
         """This setting as `scorer` resolved it, to record in the run: a table's default
         column named."""
         return replace(self, column=scorer.column) if self.kind == "oracle" else self
-
-    def check(self) -> None:
-        """Fail on a name that does not exist, before anything is built (parsing checks every
-        proxy name, so a parsed setting is valid)."""
 
 
 def _unknown(text: str) -> ConfigError:

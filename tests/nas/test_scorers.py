@@ -76,7 +76,7 @@ def test_a_table_column_belongs_to_a_table_and_an_unknown_proxy_is_refused_by_na
     with pytest.raises(ConfigError, match="table column is for an oracle search"):
         ScorerSetting.parse("proxy:naswot", column="cifar10_test")
     with pytest.raises(UnknownNameError, match="unknown proxy 'nope'; choose one of: .*naswot"):
-        ScorerSetting.parse("proxy:nope").check()
+        ScorerSetting.parse("proxy:nope")
 
 
 def test_the_supernet_scorer_needs_a_trained_supernet():
