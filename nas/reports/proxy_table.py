@@ -23,6 +23,7 @@ from nas.ranking import kendall_tau, ranking_figures
 from nas.ranking.comparison import compare_with_baseline
 from nas.ranking.correlate import correlation_folder, rankable_scores, read_ground_truth
 from nas.scorers.az_nas import log_rank_aggregate
+from nas.scorers.combined import COMBINATIONS as NAMED
 from nas.runs import atomic_write_csv
 from search_spaces import get_space
 
@@ -44,7 +45,8 @@ MEASURED_BEFORE = {"naswot": 1.25, "synflow": 0.10, "flops": 0.03, "params": 0.0
 
 # Combinations of proxies, each by AZ-NAS's log-rank aggregation over the architectures scored
 # (the paper's own protocol; `nas search` ranks against a fixed reference sample instead).
-COMBINATIONS = {"az_nas": ("az_expressivity", "az_progressivity", "az_trainability", "flops"),
+AZ_NAS = tuple(NAMED["az_nas"].split("+"))  # its three components and FLOPs, as `--scorer az_nas`
+COMBINATIONS = {"az_nas": AZ_NAS,
                 "naswot+synflow+params": ("naswot", "synflow", "params"),
                 "meco+jacov": ("meco", "jacov"),
                 "meco+naswot": ("meco", "naswot"),
@@ -54,10 +56,8 @@ COMBINATIONS = {"az_nas": ("az_expressivity", "az_progressivity", "az_trainabili
                 "meco+jacov+synflow+params": ("meco", "jacov", "synflow", "params"),
                 "meco+synflow+params": ("meco", "synflow", "params"),
                 "meco+naswot+synflow+params": ("meco", "naswot", "synflow", "params"),
-                "meco+az_nas": ("meco", "az_expressivity", "az_progressivity", "az_trainability",
-                                "flops"),
-                "meco+jacov+az_nas": ("meco", "jacov", "az_expressivity", "az_progressivity",
-                                      "az_trainability", "flops")}
+                "meco+az_nas": ("meco", *AZ_NAS),
+                "meco+jacov+az_nas": ("meco", "jacov", *AZ_NAS)}
 
 
 def load(runs: Path, correlation_dir: str) -> tuple[pd.DataFrame, list[dict]]:
