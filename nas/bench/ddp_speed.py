@@ -40,10 +40,15 @@ def _rank(rank: int, world: int, bench: Throughput, quick: bool, folder: str,
         context = DistributedContext()
     try:
         rate = images_per_second(bench, quick, context)
+        Path(folder, f"rate{rank}").write_text(repr(rate))
+        if is_wrapped:
+            # Every rank waits here until all are done: a rank tearing gloo down while another
+            # still has a collective in flight aborts ("terminate called without an active
+            # exception"), which is what made this figure fail now and then.
+            dist.barrier()
     finally:
         if is_wrapped:
             dist.destroy_process_group()
-    Path(folder, f"rate{rank}").write_text(repr(rate))
 
 
 def _throughput(world: int, bench: Throughput, quick: bool, is_wrapped: bool) -> float:

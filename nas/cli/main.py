@@ -27,9 +27,11 @@ def build_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    succeeded = False
     try:
         torchrun.check_command(args.command)
         args.run(args)
+        succeeded = True
     except NasError as error:
         print(f"nas {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -38,5 +40,5 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     finally:
-        torchrun.finish()
+        torchrun.finish(succeeded)
     return 0

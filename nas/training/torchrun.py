@@ -75,8 +75,13 @@ def start(device: str) -> None:
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=TIMEOUT)
 
 
-def finish() -> None:
+def finish(succeeded: bool) -> None:
+    """Leave the process group. After a success every rank first waits for the others: gloo
+    aborts a process that tears the group down while another rank still has a collective in
+    flight. After an error it does not wait, since the other ranks may never arrive."""
     if dist.is_initialized():
+        if succeeded:
+            dist.barrier()
         dist.destroy_process_group()
 
 
