@@ -23,6 +23,7 @@ from nas.export import ExportedFiles
 from nas.export.from_run import export_run
 from nas.export.initial_weights import INITS, Initialisation, initial_state
 from nas.problem import SearchProblem, build_problem
+from nas.ranking.ablation import Recipe, Study, run_study, variants
 from nas.runs import RunDir
 from nas.scorers import Scorer, build_scorer
 from nas.scorers.combined import DEFAULT_WITH_SUPERNET
@@ -38,7 +39,7 @@ from nas.training.supernet import (TrainedSupernet, build_method, check_method_d
 from search_spaces import Architecture
 from supernets import TrainingMethod
 
-__all__ = ["DataConfig", "INITS", "Initialisation", "Parallel", "SearchConfig", "SearchResult",
+__all__ = ["DataConfig", "INITS", "Recipe", "Study", "ablate", "variants", "Initialisation", "Parallel", "SearchConfig", "SearchResult",
            "SpaceConfig", "TrainConfig", "TrainResult", "bench", "compare_correlations",
            "correlate", "correlate_budget", "correlate_proxies", "export", "groundtruth",
            "initial_state", "search", "supernet", "train"]
@@ -241,9 +242,10 @@ def export(run_dir: str | Path, out: str | Path, arch: str | None = None, init: 
     """Export `arch` (default: the run's best) from a run's supernet as a standalone model.
 
     With inherited weights the model carries BatchNorm statistics recalibrated for `arch`
-    (a plain model normalises with running statistics, whatever mode the method scores in).
-    `OUT.json` records `val_accuracy`, the exported model's own validation accuracy, and the
-    method's score of `arch` (`supernet_score`, in its `bn_mode`): equal under "recalibrate".
+    (a plain model normalises with running statistics, whatever mode the method scores in), or
+    under `bn_mode` "running" the supernet's own. `OUT.json` records `val_accuracy`, the
+    exported model's own validation accuracy, and the method's score of `arch`
+    (`supernet_score`, in its `bn_mode`): equal under "recalibrate" and "running".
     "scratch" gives fresh weights, "weight-selection" weights selected from the exported model
     `teacher`; neither uses the supernet's.
     """
@@ -325,6 +327,13 @@ def correlate_proxies(proxies: str, space: SpaceConfig, data: DataConfig,
     return score_proxies(problem, names, ground_truth, out, column, archs,
                          sample if sample is not None else DEFAULT_SAMPLE, seed, proxy_seeds,
                          overwrite=overwrite)
+
+
+def ablate(study: Study) -> dict:
+    """Train the study's baseline recipe and its variants (several seeds each), rank each
+    against ground truth, write the table and plot; see `nas ablate --help` and
+    `nas.ranking.ablation`. Build `study` with `Recipe` and `variants`."""
+    return run_study(study)
 
 
 def bench(out: str | Path | None = None, only: str | None = None, quick: bool = False,

@@ -220,6 +220,8 @@ def _convert(text: str, annotation: Any, key: str) -> Any:
                 continue
         except ValueError:
             continue
+    if annotation is bool:
+        raise ConfigError(f"option {key}={text!r} is not a valid bool; choose true or false")
     raise ConfigError(f"option {key}={text!r} is not a valid {annotation}")
 
 
@@ -238,6 +240,19 @@ def parse_options(cls: type[C], pairs: Iterable[str], what: str = "option") -> C
             raise ConfigError(f"unknown {what} {key!r}; valid keys: {valid}")
         values[key] = _convert(text.strip(), hints[key], key)
     return cls(**values)
+
+
+def replace_options(config: C, pairs: Iterable[tuple[str, str]], what: str = "option") -> C:
+    """`config` with the fields `pairs` (key, value as text) name replaced, each checked against
+    the fields and their types, then the whole validated as the class validates itself."""
+    hints = typing.get_type_hints(type(config))
+    fields = {f.name for f in dataclasses.fields(config)}
+    values: dict[str, Any] = {}
+    for key, text in pairs:
+        if key not in fields:
+            raise ConfigError(f"unknown {what} {key!r}; valid keys: {', '.join(sorted(fields))}")
+        values[key] = _convert(text.strip(), hints[key], key)
+    return dataclasses.replace(config, **values)
 
 
 def with_added_defaults(previous: dict[str, Any]) -> dict[str, Any]:

@@ -271,14 +271,40 @@ class Supernet(nn.Module, ABC):
 
         Cell spaces name the standalone model's modules as the supernet's, so the subnet's
         weights are those with the model's keys. Weight-entangled spaces override to slice.
+        A model's BatchNorm is always affine; where its supernet twin is not (`bn_affine=false`),
+        it gets scale 1 and shift 0 (`non_affine_default`), the same function.
         """
         own = self.state_dict()
         result = {}
         for key, target in model.state_dict().items():
-            if key not in own or own[key].shape != target.shape:
+            value = own[key] if key in own else self.non_affine_default(key)
+            if value is None or value.shape != target.shape:
                 raise KeyError(f"supernet has no weight {key!r} of shape {tuple(target.shape)}")
-            result[key] = own[key].detach().clone()
+            result[key] = value.detach().clone()
         return result
+
+    def non_affine_default(self, key: str) -> torch.Tensor | None:
+        """For `key` the weight or bias of one of this supernet's non-affine BatchNorms: ones or
+        zeros (what an affine BatchNorm computing the same function holds); else None."""
+        prefix, _, leaf = key.rpartition(".")
+        try:
+            module = self.get_submodule(prefix)
+        except AttributeError:
+            return None
+        if (not isinstance(module, nn.modules.batchnorm._BatchNorm) or module.affine
+                or leaf not in ("weight", "bias")):
+            return None
+        fill = torch.ones if leaf == "weight" else torch.zeros
+        device = module.running_mean.device if module.running_mean is not None else None
+        return fill(module.num_features, device=device)
+
+    def candidate_ops(self) -> Iterator[nn.Module]:
+        """The candidate ops of the searched cells, one module each (`bn_affine=false` makes
+        the BatchNorm inside them non-affine); stem, fixed blocks and head are not among them.
+        Default: a supernet whose candidates share weights with no separable op."""
+        raise ConfigError(f"the {self.space.name} supernet has no separable candidate ops (its "
+                          f"candidates share weights and BatchNorm); bn_affine=false needs a "
+                          f"cell space such as nb201 or darts")
 
 
 class Sampler(ABC):

@@ -13,7 +13,7 @@ the module's extra state, saved in its state_dict, so a checkpoint restores its 
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -93,6 +93,10 @@ class PartitionedSupernet(Supernet):
 
     def subnet_state_dict(self, arch: Architecture, model: nn.Module) -> dict[str, torch.Tensor]:
         return self.part_for(arch).subnet_state_dict(arch, model)
+
+    def candidate_ops(self) -> Iterator[nn.Module]:
+        for part in self.parts:
+            yield from part.candidate_ops()
 
     # ---- splitting --------------------------------------------------------------------------
     def split(self, region_index: int, decision: int, groups: Sequence[Sequence[int]]) -> list[int]:

@@ -16,7 +16,7 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = True          # NB201 benchmark and Few-Shot NAS training use Nesterov
     weight_decay: float = 2.5e-4   # PA&DA NB201 supernet
-    grad_clip_norm: float = 5.0    # DARTS / PA&DA clip gradient norm to 5
+    grad_clip_norm: float = 5.0    # DARTS / PA&DA clip gradient norm to 5; 0: no clipping
     warmup_epochs: int = 0         # NB201 trains without warm-up
     # How to Train Your Super-Net: the schedule matters more than most heuristics. Cosine is what
     # NB201, SPOS-on-NB201 (PA&DA), Few-Shot NAS and GM-NAS use; SPOS on ImageNet decays linearly.
@@ -45,6 +45,11 @@ class TrainConfig:
             raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not self.weight_decay >= 0:  # also refuses nan
+            raise ConfigError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not self.grad_clip_norm >= 0:
+            raise ConfigError(f"grad_clip_norm must be >= 0 (0: no clipping), got "
+                              f"{self.grad_clip_norm}")
         if self.lr_schedule not in ("cosine", "linear", "constant"):
             raise ConfigError(f"unknown lr_schedule {self.lr_schedule!r}; choose cosine, linear "
                               f"or constant")

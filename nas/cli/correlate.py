@@ -22,13 +22,7 @@ HELP = ("Rank architectures with trained supernets and compare with ground truth
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("run_dirs", nargs="*", metavar="RUN_DIR")
-    add("--ground-truth", required=True, metavar="CSV",
-        help="arch,accuracy CSV (nas groundtruth) or a NAS-Bench-201 table")
-    add("--column", default=None, help="accuracy column (default: accuracy, or "
-        "cifar10_test for a NAS-Bench-201 table)")
-    add("--archs", default=None, metavar="FILE", help="architectures to score, one a line")
-    add("--sample", type=positive, default=DEFAULT_SAMPLE,
-        help=f"architectures (default {DEFAULT_SAMPLE})")
+    options.add_ground_truth(parser, DEFAULT_SAMPLE)
     add("--seed", type=non_negative, default=0)
     add("--out", default=None, metavar="DIR",
         help="across-run results (several runs); with --proxy, where each proxy's "

@@ -5,13 +5,13 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
-from nas.cli import bench, correlate, export, groundtruth, search, supernet, train
+from nas.cli import ablate, bench, correlate, export, groundtruth, search, supernet, train
 from nas.cli.options import Parser
 from nas.errors import NasError
 from nas.training import torchrun
 
 # Each module: NAME, HELP, add_arguments(parser) and run(args), in `nas --help`'s order.
-COMMANDS = (supernet, search, export, train, groundtruth, correlate, bench)
+COMMANDS = (supernet, search, export, train, groundtruth, correlate, ablate, bench)
 
 
 def build_parser() -> Parser:

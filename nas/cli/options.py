@@ -7,6 +7,7 @@ train `SUPERNET_TRAINING`, the stand-alone ones `TrainConfig()`.
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from nas.config import DEFAULT_METHOD, DataConfig, SpaceConfig, TrainConfig
@@ -64,6 +65,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text}")
+    return value
+
+
 def seed_list(text: str) -> list[int]:
     try:
         seeds = [int(t) for t in text.split(",") if t.strip()]
@@ -111,6 +122,12 @@ def add_training(parser: argparse.ArgumentParser, defaults: TrainConfig) -> None
                              f"--time-budget the upper bound, default {defaults.epochs})")
     parser.add_argument("--lr", type=positive_float, default=defaults.lr,
                         help=f"initial learning rate (default {defaults.lr})")
+    parser.add_argument("--weight-decay", type=non_negative_float, default=defaults.weight_decay,
+                        metavar="WD", help=f"SGD weight decay of the weights (default "
+                                           f"{defaults.weight_decay})")
+    parser.add_argument("--grad-clip", type=non_negative_float, default=defaults.grad_clip_norm,
+                        metavar="NORM", help=f"clip the gradient norm to NORM, 0: no clipping "
+                                             f"(default {defaults.grad_clip_norm})")
     parser.add_argument("--lr-schedule", choices=("cosine", "linear", "constant"),
                         default=defaults.lr_schedule,
                         help=f"learning-rate decay per step (default {defaults.lr_schedule})")
@@ -181,7 +198,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(epochs=epochs, seed=args.seed, device=args.device,
                        checkpoint_every_steps=args.checkpoint_every,
                        lr_schedule=args.lr_schedule, warmup_epochs=args.warmup_epochs,
-                       lr=args.lr, steps=steps, time_budget_s=time_budget,
+                       lr=args.lr, weight_decay=args.weight_decay,
+                       grad_clip_norm=args.grad_clip, steps=steps, time_budget_s=time_budget,
                        keep_checkpoints=args.keep_checkpoints, precision=args.precision,
                        compile=getattr(args, "compile", False),
                        channels_last=(None if args.channels_last is None
@@ -196,3 +214,15 @@ def method_options(args: argparse.Namespace) -> dict[str, str]:
             raise NasError(f"--method-opt {pair!r} must look like key=value")
         options[key] = value
     return options
+
+
+def add_ground_truth(parser: argparse.ArgumentParser, default_sample: int) -> None:
+    """The ground truth a ranking is judged against, and which of its architectures to score."""
+    add = parser.add_argument
+    add("--ground-truth", required=True, metavar="CSV",
+        help="arch,accuracy CSV (nas groundtruth) or a NAS-Bench-201 table")
+    add("--column", default=None, help="accuracy column (default: accuracy, or "
+        "cifar10_test for a NAS-Bench-201 table)")
+    add("--archs", default=None, metavar="FILE", help="architectures to score, one a line")
+    add("--sample", type=positive, default=default_sample,
+        help=f"architectures without --archs (default {default_sample})")

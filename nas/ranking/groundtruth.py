@@ -13,8 +13,6 @@ next worker that reaches it.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,7 +23,7 @@ import pandas as pd
 from nas.config import DataConfig, RunRecord, SpaceConfig, TrainConfig
 from nas.data import load_data, make_splits
 from nas.errors import ConfigError
-from nas.runs import RunDir, atomic_write_csv, atomic_write_text
+from nas.runs import RunDir, atomic_write_csv, atomic_write_text, exclusive_lock
 from nas.training.standalone import check_standalone_training, train_model
 from nas.problem import SearchProblem, build_problem
 from search_spaces import Architecture, SearchSpace
@@ -57,29 +55,13 @@ def _architecture_list(run: RunDir, space: SearchSpace, sample: int, seed: int) 
     return archs
 
 
-@contextlib.contextmanager
-def _exclusive_lock(path: Path, wait: bool):
-    """Yield whether this process holds an exclusive lock on `path` (created if missing)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _finished_rows(run: RunDir) -> pd.DataFrame:
     path = run / GROUNDTRUTH_FILE
     return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=COLUMNS)
 
 
 def _append_row(run: RunDir, row: dict) -> None:
-    with _exclusive_lock(run / (GROUNDTRUTH_FILE + ".lock"), wait=True):
+    with exclusive_lock(run / (GROUNDTRUTH_FILE + ".lock"), wait=True):
         table = pd.concat([_finished_rows(run), pd.DataFrame([row])], ignore_index=True)
         atomic_write_csv(run / GROUNDTRUTH_FILE, table[COLUMNS])
 
@@ -116,7 +98,7 @@ def groundtruth(space: SpaceConfig, data: DataConfig = DataConfig(),
             if _is_finished(run, arch, seed):  # re-read: other workers add rows
                 continue
             name = f"{index:04d}-seed{seed}"
-            with _exclusive_lock(run / "models" / f"{name}.lock", wait=False) as claimed:
+            with exclusive_lock(run / "models" / f"{name}.lock", wait=False) as claimed:
                 if not claimed:
                     elsewhere += 1
                     continue

@@ -6,7 +6,9 @@ only ever reused by the same settings (a resume); other settings are refused.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import hashlib
 import io
 import json
@@ -26,6 +28,24 @@ from nas.errors import CheckpointError, ConfigError
 
 CONFIG_FILE = "config.json"
 R = TypeVar("R")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: Path, wait: bool):
+    """Yield whether this process holds an exclusive lock on `path` (created if missing): the
+    queue of work items that several processes of one command share (a lock per item, freed
+    when its holder dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

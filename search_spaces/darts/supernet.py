@@ -10,7 +10,10 @@ of DARTS `cnn/model.py` computes it. `forward(x, mixture)` runs DARTS's search n
 """
 from __future__ import annotations
 
+from typing import Iterator
+
 import torch
+from torch import nn
 
 from search_spaces.base import Architecture, SearchSpace, Supernet
 from search_spaces.darts.genotype import CELL_TYPES
@@ -29,6 +32,13 @@ class DartsSupernet(Supernet):
     def __init__(self, space: SearchSpace) -> None:
         super().__init__(space)
         add_network(self, space, lambda cell_type: _EVERY_EDGE)
+
+    def candidate_ops(self) -> Iterator[nn.Module]:
+        """Every op on every edge of every cell, normal and reduction (both are searched); the
+        cells' input preprocessing, the stem and the classifier are not candidates."""
+        for cell in self.cells:
+            for edge in cell.edges.values():
+                yield from edge.values()
 
     def forward(self, x: torch.Tensor, arch: Architecture | Mixture) -> torch.Tensor:
         if isinstance(arch, Mixture):

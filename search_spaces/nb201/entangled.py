@@ -113,7 +113,9 @@ class EntangledNB201Supernet(NB201Supernet):
             for name, size in CONV_OPS.items():
                 if f".{name}." in key:
                     source, kernel = key.replace(f".{name}.", ".conv."), size
-            value = own[source]
+            value = own[source] if source in own else self.non_affine_default(source)
+            if value is None:
+                raise KeyError(f"supernet has no weight {source!r} for {key!r}")
             if kernel is not None and source.endswith(".conv.weight"):
                 start = (MAX_KERNEL - kernel) // 2
                 value = value[..., start:start + kernel, start:start + kernel]

@@ -7,7 +7,7 @@ every edge outputs the weighted sum of its candidates, `none` adding nothing.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -89,6 +89,13 @@ class NB201Supernet(Supernet):
         self.cells = nn.ModuleList(blocks)
         self._is_reduction = tuple(r for _, r in stage_plan(space.width, space.cells))
         self.head = build_head(previous, skeleton.num_classes)
+
+    def candidate_ops(self) -> Iterator[nn.Module]:
+        """Every edge's candidates in every searched cell (not the fixed ResNet reductions)."""
+        for cell, is_reduction in zip(self.cells, self._is_reduction):
+            if not is_reduction:
+                for edge in cell.edges:
+                    yield from edge.values()
 
     def forward(self, x: torch.Tensor, arch: Architecture | Mixture) -> torch.Tensor:
         x = self.stem(x)  # (B, C, H, W)

@@ -67,6 +67,7 @@ class AlphaNetConfig(MethodConfig):
 class AlphaNet(TrainingMethod):
     name = "alphanet"
     config_class = AlphaNetConfig
+    releases_zero_gradients = False  # paths add into `.grad` as PyTorch leaves it (module doc)
 
     def __init__(self, space: SearchSpace, config: AlphaNetConfig | None = None,
                  seed: int = 0) -> None:

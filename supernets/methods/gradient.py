@@ -112,6 +112,7 @@ class GradientMethod(TrainingMethod):
 
     config_class: ClassVar[type[GradientConfig]] = GradientConfig
     uses_validation_batches = True
+    releases_zero_gradients = False  # every weight of the relaxed network gets a gradient
 
     def __init__(self, space: SearchSpace, config: GradientConfig | None = None,
                  seed: int = 0) -> None:

@@ -77,7 +77,7 @@ class SplitTraining(TrainingMethod):
     def build_sampler(self) -> Sampler:
         return RegionSampler(self.space, self.seed)
 
-    def build_supernet(self) -> PartitionedSupernet:
+    def make_supernet(self) -> PartitionedSupernet:
         return PartitionedSupernet(self.space, self.capacity())
 
     @abstractmethod

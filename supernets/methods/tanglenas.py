@@ -44,7 +44,7 @@ class TangleNAS(GradientMethod):
                               f"--method tangle; search it with --method darts or drnas")
         return space.relaxed_decisions()
 
-    def build_supernet(self) -> Supernet:
+    def make_supernet(self) -> Supernet:
         return self.space.build_entangled_supernet()
 
     def mixing_weights(self, alpha: torch.Tensor) -> torch.Tensor:

@@ -58,14 +58,14 @@ def test_groundtruth_resumes_row_by_row_and_reproduces_a_row(groundtruth_run):
 
 
 def test_a_row_held_by_another_worker_is_left_to_it(groundtruth_run, capsys):
-    from nas.ranking.groundtruth import _exclusive_lock
+    from nas.runs import exclusive_lock
 
     path = groundtruth_run / "groundtruth.csv"
     full = pd.read_csv(path)
     path.write_text(full.iloc[1:].to_csv(index=False))  # the first row is not finished
     argv = ["groundtruth", *TINY, "--epochs", "1", "--sample", "3", "--seeds", "2",
             "--out", str(groundtruth_run)]
-    with _exclusive_lock(groundtruth_run / "models" / "0000-seed0.lock", wait=False) as held:
+    with exclusive_lock(groundtruth_run / "models" / "0000-seed0.lock", wait=False) as held:
         assert held  # as another live worker holds it
         assert main(argv) == 0
         assert len(pd.read_csv(path)) == len(full) - 1

@@ -1,0 +1,159 @@
+"""`nas ablate`: variants of a recipe, their runs shared by workers, and the paired figures."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nas.cli import main
+from nas.config import DataConfig, SpaceConfig, SUPERNET_TRAINING
+from nas.errors import ConfigError
+from nas.ranking.ablation import Recipe, combined_scores, variants, within_band_comparison
+from nas.ranking.metrics import kendall_tau
+from nas.scorers.combined import quantile
+from search_spaces import get_space
+
+TINY = ["--space", "nb201", "--width", "4", "--cells", "1", "--device", "cpu"]
+RECIPE = Recipe(SpaceConfig("nb201", 4, 1), DataConfig(), SUPERNET_TRAINING, "spos", {})
+
+
+def _error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err, err
+    return err
+
+
+def test_one_variant_per_value_the_recipes_own_value_being_the_baseline():
+    found = variants(RECIPE, ["lr=0.025,0.05,0.1", "bn=batch-stats"], ["wd=0,clip=0"])
+    assert [v.name for v in found] == ["baseline", "lr=0.025", "lr=0.1", "bn_mode=batch-stats",
+                                       "weight_decay=0+grad_clip_norm=0"]
+    record = RECIPE.record(found[-1].changes, seed=4)
+    assert record.train.weight_decay == 0 and record.train.grad_clip_norm == 0
+    assert record.train.seed == 4 and record.train.lr == RECIPE.train.lr
+    assert RECIPE.record(found[3].changes, 0).method.options.bn_mode == "batch-stats"
+    assert RECIPE.record((("batch_size", "32"),), 0).data.batch_size == 32
+
+
+@pytest.mark.parametrize("vary, combine, expected", [
+    (["lrr=0.1"], [], "unknown setting 'lrr'"),
+    (["lr"], [], "must look like KEY=VALUE"),
+    (["lr=fast"], [], "lr='fast'"),
+    (["bn=sometimes"], [], "bn_mode"),
+    (["lr=0.1", "lr=0.1"], [], "asked for twice"),
+    ([], ["lr=0.1,0.2"], "one value per setting"),
+])
+def test_an_unknown_setting_or_value_is_refused_before_anything_runs(vary, combine, expected):
+    with pytest.raises(ConfigError, match=expected):
+        variants(RECIPE, vary, combine)
+
+
+def test_the_combination_ranks_quantiles_among_the_scored_architectures():
+    rng = np.random.default_rng(0)
+    parts = {"supernet": rng.normal(size=9), "jacov": rng.normal(size=9)}
+    got = combined_scores(parts, "log_rank")
+    for i in range(9):
+        expected = sum(np.log(quantile(np.sort(v), v[i])) for v in parts.values())
+        assert got[i] == pytest.approx(expected)
+    # ranks only: a monotone transform of a part changes nothing
+    same = combined_scores({"supernet": np.exp(parts["supernet"]), "jacov": parts["jacov"]},
+                           "log_rank")
+    np.testing.assert_allclose(same, got)
+
+
+def test_within_band_comparison_is_paired():
+    rng = np.random.default_rng(1)
+    truth = rng.normal(size=60)
+    cost = rng.uniform(size=60)
+    noise = rng.normal(size=(1, 60))  # one seed: the architecture resamples alone, paired
+    scores = {"baseline": truth + 3 * noise, "copy": truth + 3 * noise, "better": truth + 0.1 * noise}
+    table = within_band_comparison(scores, truth, cost, "baseline", resamples=300)
+    assert table["copy"]["difference"] == 0
+    assert table["copy"]["difference_low"] == table["copy"]["difference_high"] == 0
+    assert table["better"]["verdict"] == "better"
+    assert table["better"]["mean_tau"] > table["baseline"]["mean_tau"]
+
+
+@pytest.fixture(scope="module")
+def truth_csv(tmp_path_factory):
+    """A ground truth over 10 nb201 cells: parameter count plus noise, two seeds."""
+    space = get_space("nb201")
+    rng = np.random.default_rng(0)
+    archs = sorted({str(space.sample(rng)) for _ in range(10)})
+    rows = [{"arch": a, "seed": s, "accuracy": 50 + 80 * space.params_m(space.parse(a))
+             + rng.normal()} for a in archs for s in (0, 1)]
+    path = tmp_path_factory.mktemp("truth") / "gt.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def _argv(truth_csv, out, *extra):
+    return ["ablate", *TINY, "--steps", "6", "--ground-truth", str(truth_csv), "--seeds", "2",
+            "--vary", "lr=0.1", "--vary", "bn=batch-stats", "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def study(truth_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ablation") / "study"
+    assert main(_argv(truth_csv, out)) == 0
+    return out
+
+
+def test_every_variant_and_seed_is_a_resumable_run_scored_on_the_ground_truth(study, truth_csv):
+    runs = pd.read_csv(study / "runs.csv")
+    assert sorted(zip(runs["variant"], runs["seed"])) == sorted(
+        (v, s) for v in ("baseline", "lr=0.1", "bn_mode=batch-stats") for s in (0, 1))
+    assert (runs["steps"] == 6).all()
+    config = json.loads((study / "runs" / "lr=0.1-seed1" / "config.json").read_text())["settings"]
+    assert config["train"]["lr"] == 0.1 and config["train"]["seed"] == 1
+    scored = json.loads((study / "runs" / "lr=0.1-seed1" / "ablation_scores.json").read_text())
+    truth = pd.read_csv(truth_csv).groupby("arch")["accuracy"].mean()
+    row = runs[(runs["variant"] == "lr=0.1") & (runs["seed"] == 1)].iloc[0]
+    assert row["tau_supernet"] == pytest.approx(
+        kendall_tau(np.array(scored["supernet"]), truth.loc[scored["archs"]].to_numpy()))
+    table = pd.read_csv(study / "ablation.csv")
+    assert sorted(set(table["scorer"])) == ["supernet", "supernet+jacov+meco"]
+    base = table[(table["variant"] == "baseline") & (table["scorer"] == "supernet")].iloc[0]
+    assert base["mean_tau"] == pytest.approx(
+        runs.loc[runs["variant"] == "baseline", "tau_supernet"].mean())
+    assert (study / "ablation.png").stat().st_size > 0
+    assert "| lr=0.1 | 2 |" in (study / "ablation.md").read_text()
+
+
+def test_a_rerun_trains_nothing_again_and_another_recipe_is_refused(study, truth_csv, capsys):
+    checkpoint = study / "runs" / "baseline-seed0" / "supernet.pt"
+    before = checkpoint.stat().st_mtime_ns
+    table = pd.read_csv(study / "ablation.csv")
+    assert main(_argv(truth_csv, study)) == 0
+    assert checkpoint.stat().st_mtime_ns == before
+    pd.testing.assert_frame_equal(pd.read_csv(study / "ablation.csv"), table)
+    capsys.readouterr()
+    assert main(_argv(truth_csv, study, "--lr", "0.2")) == 2
+    assert "holds an ablation with another recipe" in _error_line(capsys)
+
+
+def test_unknown_heuristic_on_the_command_line_is_one_line_exit_2(truth_csv, tmp_path, capsys):
+    assert main(["ablate", *TINY, "--ground-truth", str(truth_csv), "--vary", "dropout=0.1",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "unknown setting 'dropout'" in _error_line(capsys)
+    assert not (tmp_path / "x").exists()
+
+
+def test_two_workers_share_the_queue_without_training_a_run_twice(truth_csv, tmp_path):
+    out = tmp_path / "shared"
+    argv = [sys.executable, "-m", "nas.cli", *_argv(truth_csv, out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    workers = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+               for _ in range(2)]
+    outputs = [w.communicate(timeout=600)[0].decode() for w in workers]
+    assert all(w.returncode == 0 for w in workers), outputs
+    started = [line for text in outputs for line in text.splitlines()
+               if line.startswith("ablate: run ")]
+    assert len(started) == 6 and len(set(s.split(": ", 2)[2] for s in started)) == 6
+    assert len(pd.read_csv(out / "runs.csv")) in range(1, 7)  # each wrote what it saw scored
+    assert main(_argv(truth_csv, out)) == 0
+    assert len(pd.read_csv(out / "runs.csv")) == 6
