@@ -24,6 +24,7 @@ from nas.export.from_run import export_run
 from nas.export.initial_weights import INITS, Initialisation, initial_state
 from nas.problem import SearchProblem, build_problem
 from nas.ranking.ablation import Recipe, Study, run_study, variants
+from nas.reports.ablation_report import write_report
 from nas.runs import RunDir
 from nas.scorers import Scorer, build_scorer
 from nas.scorers.combined import DEFAULT_WITH_SUPERNET
@@ -39,10 +40,10 @@ from nas.training.supernet import (TrainedSupernet, build_method, check_method_d
 from search_spaces import Architecture
 from supernets import TrainingMethod
 
-__all__ = ["DataConfig", "INITS", "Recipe", "Study", "ablate", "variants", "Initialisation", "Parallel", "SearchConfig", "SearchResult",
-           "SpaceConfig", "TrainConfig", "TrainResult", "bench", "compare_correlations",
-           "correlate", "correlate_budget", "correlate_proxies", "export", "groundtruth",
-           "initial_state", "search", "supernet", "train"]
+__all__ = ["DataConfig", "INITS", "Initialisation", "Parallel", "Recipe", "SearchConfig",
+           "SearchResult", "SpaceConfig", "Study", "TrainConfig", "TrainResult", "ablate",
+           "bench", "compare_correlations", "correlate", "correlate_budget", "correlate_proxies",
+           "export", "groundtruth", "initial_state", "search", "supernet", "train", "variants"]
 
 
 @dataclass(frozen=True)
@@ -333,7 +334,7 @@ def ablate(study: Study) -> dict:
     """Train the study's baseline recipe and its variants (several seeds each), rank each
     against ground truth, write the table and plot; see `nas ablate --help` and
     `nas.ranking.ablation`. Build `study` with `Recipe` and `variants`."""
-    return run_study(study)
+    return write_report(study, run_study(study))
 
 
 def bench(out: str | Path | None = None, only: str | None = None, quick: bool = False,

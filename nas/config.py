@@ -222,7 +222,11 @@ def _convert(text: str, annotation: Any, key: str) -> Any:
             continue
     if annotation is bool:
         raise ConfigError(f"option {key}={text!r} is not a valid bool; choose true or false")
-    raise ConfigError(f"option {key}={text!r} is not a valid {annotation}")
+    if typing.get_origin(annotation) is typing.Literal:
+        raise ConfigError(f"option {key}={text!r} is not one of its values; choose "
+                          f"{', '.join(map(str, typing.get_args(annotation)))}")
+    names = " or ".join(getattr(k, "__name__", str(k)) for k in kinds)
+    raise ConfigError(f"option {key}={text!r} is not a valid {names}")
 
 
 def parse_options(cls: type[C], pairs: Iterable[str], what: str = "option") -> C:
@@ -290,5 +294,5 @@ def with_added_defaults(previous: dict[str, Any]) -> dict[str, Any]:
 
 
 __all__ = ["DEFAULT_METHOD", "SUPERNET_TRAINING", "DataConfig", "MethodSetting", "RunRecord",
-           "SearchConfig", "SpaceConfig", "TrainConfig", "from_dict", "parse_options", "to_dict",
-           "with_added_defaults"]
+           "SearchConfig", "SpaceConfig", "TrainConfig", "from_dict", "parse_options",
+           "replace_options", "to_dict", "with_added_defaults"]

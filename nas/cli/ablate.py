@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 from nas import api
@@ -12,7 +11,7 @@ from nas.cli import options
 from nas.cli.options import positive
 from nas.config import SUPERNET_TRAINING
 from nas.errors import ConfigError
-from nas.ranking.ablation import DEFAULT_SEEDS, Recipe, Study, variants
+from nas.ranking.ablation import DEFAULT_SEEDS
 from nas.ranking.correlate import DEFAULT_SAMPLE
 from nas.scorers.combined import DEFAULT_WITH_SUPERNET
 
@@ -43,12 +42,12 @@ def run(args: argparse.Namespace) -> None:
     space, data, train = options.configs(args)
     if args.out is None:
         raise ConfigError("nas ablate needs --out DIR, where its runs and its report go")
-    recipe = Recipe(space, data, train, args.method, options.method_options(args))
-    study = Study(recipe, variants(recipe, args.vary, args.combine),
-                  [train.seed + k for k in range(args.seeds)], args.ground_truth, args.column,
-                  args.archs, args.sample, args.scorer, Path(args.out), train.device,
-                  command=shlex.join(["nas", *sys.argv[1:]]) if sys.argv[1:2] == ["ablate"]
-                  else "")
+    recipe = api.Recipe(space, data, train, args.method, options.method_options(args))
+    study = api.Study(recipe, tuple(api.variants(recipe, args.vary, args.combine)),
+                      tuple(train.seed + k for k in range(args.seeds)), args.ground_truth,
+                      Path(args.out), column=args.column, archs_file=args.archs,
+                      sample=args.sample, scorer=args.scorer, device=train.device,
+                      command=shlex.join(["nas", *args.argv]))
     report = api.ablate(study)
     print(f"ablation: {report['runs']} of {report['expected_runs']} runs scored; "
           f"{Path(args.out) / 'ablation.md'}, {Path(args.out) / 'ablation.png'}")

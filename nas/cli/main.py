@@ -26,12 +26,12 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(argv) if argv is not None else sys.argv[1:]
     args = build_parser().parse_args(argv)
-    succeeded = False
+    args.argv = argv  # the command as typed, for the reports that quote it
     try:
         torchrun.check_command(args.command)
         args.run(args)
-        succeeded = True
     except NasError as error:
         print(f"nas {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -40,5 +40,5 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 130
     finally:
-        torchrun.finish(succeeded)
+        torchrun.finish()
     return 0

@@ -1,22 +1,94 @@
-"""The ablation's table and plot (`nas.ranking.ablation`): ablation.md and ablation.png.
+"""An ablation's figures (`nas.ranking.ablation`): runs.csv, ablation.csv, ablation.md, .png.
 
-The plot shows each variant's difference in Kendall tau from the baseline, with its paired 95%
-interval, overall and within FLOPs terciles, one panel per scorer; the table beside it gives
-the taus themselves, the training seconds (the figures are at equal steps: a variant that
-trains slower costs more wall time), the proxies' own tau and the noise ceiling.
+For every variant and both scorers (the supernet alone, the study's combination): the
+seed-mean Kendall tau and its difference from the baseline's with paired 95% intervals,
+overall and within FLOPs terciles (`nas.ranking.comparison`). The plot shows the differences;
+the table adds the taus themselves and the training seconds (the figures are at equal steps:
+a variant that trains slower costs more wall time), beside the proxies' own tau and the noise
+ceiling. A run whose supernet gives every architecture one score ranks nothing: it is listed,
+not compared; a run that failed is listed with its error.
 """
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from nas.ranking.ablation import (BASELINE, Scoring, Study, combined_scores, run_failure,
+                                  scored_runs)
+from nas.ranking.comparison import compare_with_baseline, compare_within_bands
+from nas.ranking.correlate import rankable_scores
+from nas.ranking.metrics import kendall_tau, seed_to_seed_tau, within_band_tau
 from nas.ranking.plots import plt, write_png
-from nas.runs import atomic_write_text
+from nas.runs import atomic_write_csv, atomic_write_text
 
-if TYPE_CHECKING:
-    from nas.ranking.ablation import Study
+FIGURES = ("mean_tau", "low", "high", "difference", "difference_low", "difference_high",
+           "verdict")
+
+
+def write_report(study: Study, scoring: Scoring) -> dict:
+    """The study's files from every run scored so far; returns what they say."""
+    setting = study.scorer_setting
+    space, archs = scoring.problem.space, scoring.archs
+    targets = scoring.truth.accuracy.loc[archs].to_numpy(dtype=float)
+    flops = np.array([space.flops_m(space.parse(a)) for a in archs])
+    proxies = {p.label: rankable_scores(scoring.proxies[p.label].to_numpy(float), archs)
+               for p in setting.parts if not p.trains_supernet}
+    scorers = list(dict.fromkeys(("supernet", setting.label)))  # one column for --scorer supernet
+    runs, by_variant, collapsed = [], {}, []
+    for variant, seed, scored in scored_runs(study, archs):
+        supernet = rankable_scores(np.array(scored["supernet"]), archs)
+        if np.ptp(supernet) == 0:
+            collapsed.append(f"{variant.name} seed {seed}")
+            continue
+        values = {"supernet": supernet,
+                  setting.label: combined_scores(
+                      {p.label: supernet if p.trains_supernet else proxies[p.label]
+                       for p in setting.parts}, setting.aggregation)}
+        row = {"variant": variant.name, "seed": seed, "run": str(study.run_dir(variant, seed)),
+               "steps": scored["steps"], "train_s": scored["train_s"],
+               "score_s": scored["score_s"]}
+        for name in scorers:
+            by_variant.setdefault(variant.name, {s: [] for s in scorers})[name].append(values[name])
+            row[f"tau_{name}"] = kendall_tau(values[name], targets)
+            row[f"tau_{name}_within_flops_terciles"] = within_band_tau(values[name], targets, flops)
+        runs.append(row)
+    run_table = pd.DataFrame(runs)
+    atomic_write_csv(study.out / "runs.csv", run_table)
+    failed = {f"{v.name} seed {s}": run_failure(study.run_dir(v, s))
+              for v in study.variants for s in study.seeds
+              if run_failure(study.run_dir(v, s)) is not None}
+    report = {"runs": len(runs), "expected_runs": len(study.variants) * len(study.seeds),
+              "architectures": len(archs), "scorer": str(setting), "failed": failed,
+              "collapsed": collapsed,
+              "proxies": {name: kendall_tau(v, targets) for name, v in proxies.items()},
+              "rows": []}
+    truth = scoring.truth
+    if truth.by_seed is not None and truth.by_seed.shape[1] >= 2:
+        report["noise_ceiling_kendall_tau"] = seed_to_seed_tau(
+            truth.by_seed.loc[archs].dropna().to_numpy().T)
+    if BASELINE not in by_variant:
+        print(f"ablate: {len(runs)} of {report['expected_runs']} runs scored; the baseline has "
+              f"none yet, so nothing is compared")
+        return report
+    for name in scorers:
+        scores = {variant: np.stack(v[name]) for variant, v in by_variant.items()}
+        overall = compare_with_baseline(scores, targets, BASELINE)
+        within = compare_within_bands(scores, targets, flops, BASELINE)
+        for variant in scores:
+            seconds = run_table.loc[run_table["variant"] == variant, "train_s"]
+            report["rows"].append({"variant": variant, "scorer": name,
+                                   "seeds": len(scores[variant]), "train_s": float(seconds.mean()),
+                                   **{k: overall[variant].get(k, np.nan) for k in FIGURES},
+                                   **{f"within_{k}": within[variant].get(k, np.nan)
+                                      for k in FIGURES}})
+    table = pd.DataFrame(report["rows"])
+    atomic_write_csv(study.out / "ablation.csv", table)
+    text = markdown(study, table, report)
+    atomic_write_text(study.out / "ablation.md", text + "\n")
+    plot(table, study.out / "ablation.png",
+         f"{report['runs']} runs, {report['architectures']} architectures, equal steps")
+    print("\n".join(line for line in text.splitlines() if line.startswith(("|", "## "))))
+    return report
 
 
 def _interval(row: pd.Series, prefix: str = "") -> str:
@@ -32,21 +104,26 @@ def _difference(row: pd.Series, prefix: str = "") -> str:
 
 
 def markdown(study: Study, table: pd.DataFrame, report: dict) -> str:
-    steps = study.recipe.train.steps
-    lines = [f"# Ablation: {len(study.variants) - 1} variants against the baseline recipe", "",
-             f"Made by: `{study.command}`" if study.command else "", "",
-             f"{report['runs']} of {report['expected_runs']} runs scored on "
-             f"{report['architectures']} architectures of {study.ground_truth}; every variant at "
-             f"equal steps ({steps if steps is not None else study.recipe.train.epochs} "
-             f"{'steps' if steps is not None else 'epochs'} unless it varies them); "
-             f"train s = mean training seconds a run. Intervals: 95%, paired two-level "
-             f"bootstrap (architectures shared, seeds resampled).", ""]
+    train = study.recipe.train
+    budget = f"{train.steps} steps" if train.steps is not None else f"{train.epochs} epochs"
+    lines = [f"# Ablation: {len(study.variants) - 1} variants against the baseline recipe", ""]
+    if study.command:
+        lines += [f"Made by: `{study.command}`", ""]
+    lines += [f"{report['runs']} of {report['expected_runs']} runs scored on "
+              f"{report['architectures']} architectures of {study.ground_truth}; every variant "
+              f"trains {budget} unless it varies them (equal steps); train s = mean training "
+              f"seconds a run. Intervals: 95%, two-level bootstrap (architectures shared by "
+              f"every variant, so differences are paired; each variant's seeds resampled).", ""]
     free = ", ".join(f"{name} {tau:.3f}" for name, tau in report["proxies"].items())
     if free:
         lines.append(f"Training-free parts alone on these architectures: {free}.")
     if "noise_ceiling_kendall_tau" in report:
         lines.append(f"Noise ceiling (the ground truth's seed-to-seed tau): "
                      f"{report['noise_ceiling_kendall_tau']:.3f}.")
+    for run, error in report["failed"].items():
+        lines.append(f"Failed, left out: {run}: {error}")
+    for run in report["collapsed"]:
+        lines.append(f"Collapsed (one score for every architecture), left out: {run}")
     lines.append("")
     for scorer, rows in table.groupby("scorer", sort=False):
         lines += [f"## Scored by {scorer}", "",
@@ -73,10 +150,11 @@ def plot(table: pd.DataFrame, path, title: str) -> None:
             for offset, prefix, marker, label in ((-0.15, "", "o", "overall"),
                                                   (0.15, "within_", "s", "within FLOPs terciles")):
                 centre = rows[prefix + "difference"].to_numpy(float)
-                low = centre - rows[prefix + "difference_low"].to_numpy(float)
-                high = rows[prefix + "difference_high"].to_numpy(float) - centre
-                ax.errorbar(centre, y + offset, xerr=np.nan_to_num(np.vstack([low, high])),
-                            fmt=marker, capsize=3, label=label)
+                low = rows[prefix + "difference_low"].to_numpy(float)
+                high = rows[prefix + "difference_high"].to_numpy(float)
+                # A percentile interval need not hold its point estimate: bars from the ends.
+                ax.hlines(y + offset, low, high, color=f"C{int(offset > 0)}")
+                ax.plot(centre, y + offset, marker, color=f"C{int(offset > 0)}", label=label)
             ax.axvline(0.0, color="grey", linestyle="--", linewidth=1)
             base = rows.loc[names[0]]
             ax.set_title(f"{scorer}: baseline tau {base['mean_tau']:.3f} "
@@ -90,12 +168,3 @@ def plot(table: pd.DataFrame, path, title: str) -> None:
         write_png(fig, path)
     finally:
         plt.close(fig)
-
-
-def write_figures(study: Study, table: pd.DataFrame, report: dict) -> None:
-    text = markdown(study, table, report)
-    atomic_write_text(study.out / "ablation.md", text + "\n")
-    plot(table, study.out / "ablation.png",
-         f"{report['runs']} runs, {report['architectures']} architectures, equal steps")
-    print("\n".join(line for line in text.splitlines() if line.startswith("|") or
-                    line.startswith("## ")))

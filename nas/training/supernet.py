@@ -61,7 +61,14 @@ def supernet_record(kind: str, space: SpaceConfig, data: DataConfig, train_confi
     if train_config.compile:
         raise ConfigError("--compile compiles stand-alone models (nas train); a supernet's "
                           "graph changes with every path it trains")
-    return RunRecord(kind, space, data, train_config, MethodSetting.parse(method, method_options))
+    setting = MethodSetting.parse(method, method_options)
+    for name in ("weight_decay", "nesterov"):  # the gradient methods' weights optimiser
+        if hasattr(setting.options, name) and getattr(train_config, name) != getattr(
+                TrainConfig(), name):
+            raise ConfigError(f"--method {method} sets its own {name} (--method-opt {name}=V); "
+                              f"the training option {name}={getattr(train_config, name)} would "
+                              f"be ignored")
+    return RunRecord(kind, space, data, train_config, setting)
 
 
 def _checkpoint_header(problem: SearchProblem, method: TrainingMethod) -> dict[str, Any]:
@@ -109,6 +116,7 @@ def train_supernet_in(run: RunDir, train_config: TrainConfig, method: TrainingMe
               keep_checkpoint=lambda state: atomic_torch_save(
                   run / KEPT_DIR / f"step-{state['steps_done']:07d}.pt", {**header, **state}),
               log_scalar=log_scalar, description=f"supernet {problem.space.name}/{method.name}")
+        torchrun.wait_for_all()
     finally:
         if log_scalar is not None:
             log_scalar.close()

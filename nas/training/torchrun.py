@@ -75,14 +75,17 @@ def start(device: str) -> None:
     dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=TIMEOUT)
 
 
-def finish(succeeded: bool) -> None:
-    """Leave the process group. After a success every rank first waits for the others: gloo
-    aborts a process that tears the group down while another rank still has a collective in
-    flight. After an error it does not wait, since the other ranks may never arrive."""
+def finish() -> None:
     if dist.is_initialized():
-        if succeeded:
-            dist.barrier()
         dist.destroy_process_group()
+
+
+def wait_for_all() -> None:
+    """Every rank waits here until all have arrived: called where training ends, so no rank
+    leaves (and tears gloo down, which aborts a rank with a collective still in flight) while
+    another is still training. Not later: a search goes on in the main rank alone."""
+    if dist.is_initialized():
+        dist.barrier()
 
 
 @dataclass(frozen=True)

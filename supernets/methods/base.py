@@ -152,7 +152,8 @@ class TrainingMethod(StepMethod):
                               f"got a {type(config).__name__}")
         if config.decay_unused and not self.releases_zero_gradients:
             raise ConfigError(f"method {self.name} does not follow the single-path gradient rule; "
-                              f"decay_unused=true applies to spos, pada, fewshot and gmnas")
+                              f"decay_unused=true applies to the single-path methods (spos "
+                              f"and those built on it)")
         if not config.bn_affine and space.weight_entanglement == "always":
             raise ConfigError(f"space {space.name} shares one elastic BatchNorm among its "
                               f"candidates; bn_affine=false needs a cell space (nb201, darts)")

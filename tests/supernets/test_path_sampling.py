@@ -246,7 +246,7 @@ def test_options_parse_from_the_command_line_form():
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"sampling": "bogus"}, "sampling=.bogus. is not a valid"),
+    ({"sampling": "bogus"}, "sampling=.bogus. is not one of its values; choose uniform, fair, deiso"),
     ({"none_weight": "2"}, r"none_weight must lie in \[0, 1\], got 2.0"),
     ({"none_weight": "-0.5"}, r"none_weight must lie in \[0, 1\], got -0.5"),
     ({"none_weight": "nan"}, r"none_weight must lie in \[0, 1\], got nan"),
