@@ -30,12 +30,13 @@ def _error_line(capsys) -> str:
 
 
 def test_one_variant_per_value_the_recipes_own_value_being_the_baseline():
-    found = variants(RECIPE, ["lr=0.025,0.05,0.1", "bn=batch-stats,recalibrate"], ["wd=0,clip=0"])
-    assert [v.name for v in found] == ["baseline", "lr=0.025", "lr=0.1", "bn_mode=batch-stats",
+    own = RECIPE.train.lr
+    found = variants(RECIPE, [f"lr=0.025,{own},0.2", "bn=batch-stats,recalibrate"], ["wd=0,clip=0"])
+    assert [v.name for v in found] == ["baseline", "lr=0.025", "lr=0.2", "bn_mode=batch-stats",
                                        "weight_decay=0+grad_clip_norm=0"]
     record = RECIPE.record(found[-1].changes, seed=4)
     assert record.train.weight_decay == 0 and record.train.grad_clip_norm == 0
-    assert record.train.seed == 4 and record.train.lr == RECIPE.train.lr
+    assert record.train.seed == 4 and record.train.lr == own
     assert RECIPE.record(found[3].changes, 0).method.options.bn_mode == "batch-stats"
     assert RECIPE.record((("batch_size", "32"),), 0).data.batch_size == 32
 
@@ -45,7 +46,7 @@ def test_one_variant_per_value_the_recipes_own_value_being_the_baseline():
     (["lr"], [], "must look like KEY=VALUE"),
     (["lr=fast"], [], "lr='fast'"),
     (["bn=sometimes"], [], "bn_mode"),
-    (["lr=0.1", "lr=0.10"], [], "variants lr=0.1 and lr=0.10 train the same settings"),
+    (["lr=0.2", "lr=0.20"], [], "variants lr=0.2 and lr=0.20 train the same settings"),
     (["bn_affine=false"], ["bn_affine=0"], "train the same settings"),
     ([], ["lr=0.1,0.2"], "one value per setting"),
 ])
@@ -129,7 +130,7 @@ def truth_csv(tmp_path_factory):
 
 def _argv(truth_csv, out, *extra):
     return ["ablate", *TINY, "--steps", "6", "--ground-truth", str(truth_csv), "--seeds", "2",
-            "--vary", "lr=0.1", "--vary", "bn=batch-stats", "--out", str(out), *extra]
+            "--vary", "lr=0.2", "--vary", "bn=batch-stats", "--out", str(out), *extra]
 
 
 @pytest.fixture(scope="module")
@@ -142,13 +143,13 @@ def study(truth_csv, tmp_path_factory):
 def test_every_variant_and_seed_is_a_resumable_run_scored_on_the_ground_truth(study, truth_csv):
     runs = pd.read_csv(study / "runs.csv")
     assert sorted(zip(runs["variant"], runs["seed"])) == sorted(
-        (v, s) for v in ("baseline", "lr=0.1", "bn_mode=batch-stats") for s in (0, 1))
+        (v, s) for v in ("baseline", "lr=0.2", "bn_mode=batch-stats") for s in (0, 1))
     assert (runs["steps"] == 6).all()
-    config = json.loads((study / "runs" / "lr=0.1-seed1" / "config.json").read_text())["settings"]
-    assert config["train"]["lr"] == 0.1 and config["train"]["seed"] == 1
-    scored = json.loads((study / "runs" / "lr=0.1-seed1" / "ablation_scores.json").read_text())
+    config = json.loads((study / "runs" / "lr=0.2-seed1" / "config.json").read_text())["settings"]
+    assert config["train"]["lr"] == 0.2 and config["train"]["seed"] == 1
+    scored = json.loads((study / "runs" / "lr=0.2-seed1" / "ablation_scores.json").read_text())
     truth = pd.read_csv(truth_csv).groupby("arch")["accuracy"].mean()
-    row = runs[(runs["variant"] == "lr=0.1") & (runs["seed"] == 1)].iloc[0]
+    row = runs[(runs["variant"] == "lr=0.2") & (runs["seed"] == 1)].iloc[0]
     assert row["tau_supernet"] == pytest.approx(
         kendall_tau(np.array(scored["supernet"]), truth.loc[scored["archs"]].to_numpy()))
     table = pd.read_csv(study / "ablation.csv")
@@ -157,7 +158,7 @@ def test_every_variant_and_seed_is_a_resumable_run_scored_on_the_ground_truth(st
     assert base["mean_tau"] == pytest.approx(
         runs.loc[runs["variant"] == "baseline", "tau_supernet"].mean())
     assert (study / "ablation.png").stat().st_size > 0
-    assert "| lr=0.1 | 2 |" in (study / "ablation.md").read_text()
+    assert "| lr=0.2 | 2 |" in (study / "ablation.md").read_text()
 
 
 def test_a_rerun_trains_nothing_again_and_another_recipe_is_refused(study, truth_csv, capsys):
@@ -169,7 +170,8 @@ def test_a_rerun_trains_nothing_again_and_another_recipe_is_refused(study, truth
     pd.testing.assert_frame_equal(pd.read_csv(study / "ablation.csv"), table)
     capsys.readouterr()
     assert main(_argv(truth_csv, study, "--lr", "0.2")) == 2
-    assert "holds an ablation with recipe.train.lr = 0.05, not 0.2" in _error_line(capsys)
+    assert (f"holds an ablation with recipe.train.lr = {SUPERNET_TRAINING.lr}, not 0.2"
+            in _error_line(capsys))
 
 
 def test_unknown_heuristic_on_the_command_line_is_one_line_exit_2(truth_csv, tmp_path, capsys):
@@ -208,7 +210,7 @@ def test_a_diverging_variant_is_recorded_and_the_queue_goes_on(truth_csv, tmp_pa
 def test_scored_by_the_supernet_alone_each_run_counts_once(truth_csv, tmp_path):
     out = tmp_path / "alone"
     assert main(["ablate", *TINY, "--steps", "4", "--ground-truth", str(truth_csv), "--seeds", "2",
-                 "--vary", "lr=0.1", "--scorer", "supernet", "--out", str(out)]) == 0
+                 "--vary", "lr=0.2", "--scorer", "supernet", "--out", str(out)]) == 0
     table = pd.read_csv(out / "ablation.csv")
     assert list(table["scorer"]) == ["supernet", "supernet"]
     assert list(table["seeds"]) == [2, 2]

@@ -7,7 +7,9 @@
 # architectures scored on 10,000 other training images; the committed ground truth (64
 # architectures, 2 seeds, 12 epochs stand-alone). Every variant trains 3,900 steps (about
 # 2.5 minutes on a core), SPOS, 3 seeds; the FairNAS variant (5 paths a step) trains 780 steps,
-# the same number of paths.
+# the same number of paths. The last two --combine lines are the combinations of what helped
+# the supernet alone after two seeds of every single heuristic (added then; the queue takes
+# new variants in, and every run already done stays done).
 set -euo pipefail
 RUNS=${RUNS:-results/runs/heuristics}
 GT=${GT:-results/ranking/groundtruth}
@@ -20,4 +22,6 @@ nas ablate --space nb201 --width 8 --cells 1 --data ../shared/data/cifar10_16.np
   --vary wd=0.0005 --vary decay_unused=true --vary clip=0 --vary warmup=5 \
   --vary smoothing=0.1 --vary batch=256 --vary sampling=fair,deiso --vary none_weight=0 \
   --combine paths=5,sampling=fair,steps=780 \
+  --combine lr=0.1,sampling=deiso \
+  --combine lr=0.1,sampling=deiso,decay_unused=true,warmup_epochs=5 \
   --out "$RUNS"
