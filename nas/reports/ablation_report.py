@@ -141,8 +141,9 @@ def markdown(study: Study, table: pd.DataFrame, report: dict) -> str:
 def plot(table: pd.DataFrame, path, title: str) -> None:
     scorers = list(dict.fromkeys(table["scorer"]))
     names = list(dict.fromkeys(table["variant"]))
-    fig, axes = plt.subplots(1, len(scorers), figsize=(5.5 * len(scorers), 0.45 * len(names) + 1.6),
-                             sharey=True, layout="constrained", squeeze=False)
+    label_in = 0.075 * max(len(n) for n in names)  # the variants' names beside the first panel
+    fig, axes = plt.subplots(1, len(scorers), sharey=True, layout="constrained", squeeze=False,
+                             figsize=(4.5 * len(scorers) + label_in, 0.45 * len(names) + 1.8))
     try:
         for ax, scorer in zip(axes[0], scorers):
             rows = table[table["scorer"] == scorer].set_index("variant").reindex(names)
@@ -157,9 +158,9 @@ def plot(table: pd.DataFrame, path, title: str) -> None:
                 ax.plot(centre, y + offset, marker, color=f"C{int(offset > 0)}", label=label)
             ax.axvline(0.0, color="grey", linestyle="--", linewidth=1)
             base = rows.loc[names[0]]
-            ax.set_title(f"{scorer}: baseline tau {base['mean_tau']:.3f} "
-                         f"(within {base['within_mean_tau']:.3f})", fontsize=9)
-            ax.set_xlabel("Kendall tau minus the baseline's (95% paired interval)")
+            ax.set_title(f"{scorer}\nbaseline tau {base['mean_tau']:.3f} "
+                         f"(within terciles {base['within_mean_tau']:.3f})", fontsize=9)
+            ax.set_xlabel("tau minus the baseline's (95% paired)", fontsize=9)
             ax.set_yticks(y, names)
             ax.grid(alpha=0.3, axis="x")
         axes[0][0].invert_yaxis()  # the baseline on top (the axes share y: once)

@@ -11,6 +11,8 @@
 #   GM-NAS NB201 RSPS: splits at epochs 20 and 40 of 90, each sub-supernet trains on -> 2,600 +
 #     2 x 2,600 + 4 x 6,500 = 33,800 steps, splits at 2,600 and 7,800.
 # spos-s40950 is SPOS for Few-Shot's paper-schedule steps: the control at equal steps.
+# spos-lr0.1 is SPOS at the learning rate the heuristics ablation chose (results/ranking/heuristics/),
+# for its budget curve against spos's.
 declare -A OPTIONS=(
   [spos]=""
   [pada]=""
@@ -27,4 +29,5 @@ declare -A OPTIONS=(
   [fewshot-paper]="--epochs 1000 --steps 40950"
   [spos-s40950]="--epochs 1000 --steps 40950"
   [gmnas-paper]="--epochs 1000 --steps 33800 --method-opt split_at=0.076923,0.230769"
+  [spos-lr0.1]="--lr 0.1"
 )

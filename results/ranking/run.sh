@@ -21,7 +21,7 @@ for seed in 0 1 2; do
   for name in spos pada pada-code fewshot gmnas alphanet; do
     method=${name%-code}
     # shellcheck disable=SC2086
-    nas supernet "${COMMON[@]}" --epochs "$EPOCHS" --seed "$seed" --method "$method" \
+    nas supernet "${COMMON[@]}" --epochs "$EPOCHS" --lr 0.05 --seed "$seed" --method "$method" \
       ${OPTIONS[$name]} --out "$RUNS/$name-seed$seed"
   done
 done

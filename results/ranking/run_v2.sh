@@ -2,9 +2,11 @@
 # Ranking protocol v2 (issue: rankings worth trusting). Run from the repository root with
 # ../shared beside it; every step resumes where it stopped when re-run.
 #   RUNS=/path/to/runs METHODS="spos pada-code alphanet-time" SEEDS="0 1 2" bash results/ranking/run_v2.sh
-# Start it once per core: each copy takes the next run no other copy holds (a lock per run, freed
-# when its holder dies), trains it, then scores its snapshots into results/ranking/v2/budget.csv,
-# where the rows of every other run (earlier sessions' included) are kept.
+# The protocol's supernets train at lr 0.05 (stated, as the default may change; an OPTIONS entry may
+# give another, e.g. --lr 0.1). Start it once per core: each copy takes the next run no other
+# copy holds (a lock per run, freed when its holder dies), trains it, then scores its snapshots
+# into results/ranking/v2/budget.csv, where the rows of every other run (earlier sessions'
+# included) are kept.
 # What changed from v1 (run.sh): the ground truth is committed (results/ranking/groundtruth/,
 # made by the first step below, which only resumes it); supernets train on the whole 10,000-image
 # subset and score architectures on 10,000 other training images (--val-images); every run keeps
@@ -51,7 +53,7 @@ for seed in $SEEDS; do
       nas supernet "$@" && nas correlate "$run" --budget --ground-truth "$gt/groundtruth.csv" \
         --archs "$gt/archs.txt" --references "$runs" --device cpu --out "$out"' \
       "$run" "$GT" "$RUNS" "$OUT" "${SKELETON[@]}" --val-images 10000 --batch-size 128 \
-      --epochs "$EPOCHS" --checkpoint-every 500 --keep-checkpoints 6 --seed "$seed" \
+      --epochs "$EPOCHS" --lr 0.05 --checkpoint-every 500 --keep-checkpoints 6 --seed "$seed" \
       --method "${name%%-*}" --method-opt bn_mode=batch-stats ${OPTIONS[$name]} --out "$run" ||
       echo "skipped $run (another worker holds it, or it failed)"
   done
