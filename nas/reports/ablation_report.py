@@ -54,9 +54,9 @@ def write_report(study: Study, scoring: Scoring) -> dict:
         runs.append(row)
     run_table = pd.DataFrame(runs)
     atomic_write_csv(study.out / "runs.csv", run_table)
-    failed = {f"{v.name} seed {s}": run_failure(study.run_dir(v, s))
-              for v in study.variants for s in study.seeds
-              if run_failure(study.run_dir(v, s)) is not None}
+    errors = {f"{v.name} seed {s}": run_failure(study.run_dir(v, s))
+              for v in study.variants for s in study.seeds}
+    failed = {run: error for run, error in errors.items() if error is not None}
     report = {"runs": len(runs), "expected_runs": len(study.variants) * len(study.seeds),
               "architectures": len(archs), "scorer": str(setting), "failed": failed,
               "collapsed": collapsed,
