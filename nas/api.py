@@ -28,6 +28,7 @@ from nas.reports.ablation_report import write_report
 from nas.runs import RunDir
 from nas.scorers import Scorer, build_scorer
 from nas.scorers.combined import DEFAULT_WITH_SUPERNET
+from nas.search.constraints import check_satisfiable, parse_constraints
 from nas.search.derived import write_derived
 from nas.search.loop import SearchOutcome
 from nas.search.trust import Audit, Trust, assess, audit as audit_search
@@ -60,6 +61,7 @@ class SearchResult:
     audit: Audit | None = None                # stand-alone check of the shortlist (--audit K)
     derived_by: str | None = None             # a gradient-based method's derived architecture
     score: float | None = None                # the best's score by `scorer` (a combination's too)
+    rejected: int | None = None               # proposals that broke --constraint (None: none given)
 
 
 def _prepare_training(record: RunRecord) -> tuple[SearchProblem, TrainingMethod]:
@@ -138,6 +140,19 @@ def search(space: SpaceConfig | None = None, data: DataConfig = DataConfig(),
                    train_config.device, trained.method.name if derived is not None else None)
 
 
+def _check_constraints(problem: SearchProblem, search_config: SearchConfig,
+                       method: TrainingMethod | None = None) -> None:
+    """Before any training: constraints no architecture of the space meets, or a method that
+    derives its architecture without a searcher for them to steer, fail here."""
+    if not search_config.constraints or search_config.trials == 0:
+        return
+    if method is not None and method.derive() is not None:
+        raise ConfigError(f"--constraint steers a searcher, but {method.name} derives its "
+                          f"architecture from learned weights without one; drop --constraint "
+                          f"or use a single-path method (e.g. --method {DEFAULT_METHOD})")
+    check_satisfiable(problem.space, parse_constraints(search_config.constraints))
+
+
 def _check_audit(audit: int, audit_epochs: int, search_config: SearchConfig) -> None:
     if audit < 0 or audit_epochs < 1:
         raise ConfigError(f"--audit takes a number of architectures >= 0 and --audit-epochs a "
@@ -172,6 +187,7 @@ def _open_training_free(space: SpaceConfig, data: DataConfig, device: str,
     """A zero-training search's run: a proxy scores fresh models (seeded by the search seed),
     or a table is looked up; the run records the table's column it resolved."""
     problem = build_problem(space, data, search_config.seed, device)
+    _check_constraints(problem, search_config)
     setting = search_config.scorer_setting
     run = RunDir(out or RunDir.default_path(f"{space.name}-{setting.label}"))
     # A proxy or a table is built before anything is written (the table's column resolved,
@@ -183,6 +199,7 @@ def _open_training_free(space: SpaceConfig, data: DataConfig, device: str,
     search_config = replace(search_config, scorer=str(setting), oracle_column=setting.column)
     check_shared(parallel, problem, search_config, early, setting.column_name)
     run.open(RunRecord("search", space, data, search=search_config))
+    problem.record_data(run)
     if early is not None:
         return run, problem, early, search_config
     scorer = build_scorer(setting, problem, search_config.seed, reference_dir=run.path)
@@ -198,6 +215,7 @@ def _reuse_supernet(space: SpaceConfig | None, search_config: SearchConfig,
     if space is not None and space.name != trained.problem.space.name:
         raise ConfigError(f"the supernet in {supernet_run} is a {trained.problem.space.name!r} "
                           f"supernet, but --space {space.name} was given")
+    _check_constraints(trained.problem, search_config, trained.method)
     check_shared(parallel, trained.problem, search_config, None,
                  search_config.scorer_setting.column_name)
     run = RunDir(out or RunDir.default_path(trained.problem.space.name))
@@ -211,6 +229,7 @@ def _train_for_search(record: RunRecord, out: str | Path | None, parallel: Paral
     """Train (or resume) the supernet a search runs over, in the search's own run directory
     (every rank under torchrun)."""
     problem, method = _prepare_training(record)
+    _check_constraints(problem, record.search, method)
     check_shared(parallel, problem, record.search, None, record.search.scorer_setting.column_name)
     torchrun.start(problem.device)
     run = torchrun.open_run(out or RunDir.default_path(record.space.name), record)
@@ -234,12 +253,14 @@ def _judged(run: RunDir, problem: SearchProblem, scorer: Scorer, found: SearchOu
                     "chance_accuracy": 100.0 / problem.space.skeleton.num_classes}
     return SearchResult(run.path, best, accuracy, problem.space.params_m(best),
                         problem.space.flops_m(best), scorer=str(setting), trust=trust,
-                        audit=checked, derived_by=derived_by, score=found.score, **training)
+                        audit=checked, derived_by=derived_by, score=found.score,
+                        rejected=found.rejected if search_config.constraints else None,
+                        **training)
 
 
 def export(run_dir: str | Path, out: str | Path, arch: str | None = None, init: str = "inherit",
            overwrite: bool = False, device: str = TrainConfig.device,
-           teacher: str | Path | None = None) -> ExportedFiles:
+           teacher: str | Path | None = None, format: str | None = None) -> ExportedFiles:
     """Export `arch` (default: the run's best) from a run's supernet as a standalone model.
 
     With inherited weights the model carries BatchNorm statistics recalibrated for `arch`
@@ -249,8 +270,10 @@ def export(run_dir: str | Path, out: str | Path, arch: str | None = None, init: 
     (`supernet_score`, in its `bn_mode`): equal under "recalibrate" and "running".
     "scratch" gives fresh weights, "weight-selection" weights selected from the exported model
     `teacher`; neither uses the supernet's.
+    The model is a torch.export program (`format` "pt2") or ONNX ("onnx", with the `onnx`
+    extra installed); None takes the format `out`'s suffix names (`.pt2` or `.onnx`).
     """
-    return export_run(run_dir, out, arch, init, overwrite, device, teacher)
+    return export_run(run_dir, out, arch, init, overwrite, device, teacher, format)
 
 
 def train(space: SpaceConfig, arch: str, data: DataConfig = DataConfig(),

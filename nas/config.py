@@ -76,6 +76,9 @@ class SearchConfig:
     # and which point of the result `best.txt` names: "accuracy" or e.g. "flops<=50".
     objectives: str = "accuracy"
     pick: str = "accuracy"
+    # `nas.search.constraints`: limits every searched architecture meets, e.g. ("flops<=50",
+    # "params<=0.5") (all hold); proposals that break one are not scored. Empty: none.
+    constraints: tuple[str, ...] = ()
     # Stop the search after this many seconds spent scoring (the study's trial durations, so a
     # resumed search counts what it spent before), or at `trials`, whichever comes first.
     time_budget_s: float | None = None
@@ -92,6 +95,11 @@ class SearchConfig:
         object.__setattr__(self, "objectives", ",".join(objectives))
         pick = Pick.parse(self.pick)
         object.__setattr__(self, "pick", str(pick))
+        from nas.search.constraints import parse_constraints
+
+        # Recorded as a list in config.json, each in one spelling (e.g. flops<=50.0).
+        object.__setattr__(self, "constraints",
+                           tuple(map(str, parse_constraints(self.constraints))))
         from nas.searchers import MULTI_OBJECTIVE, SEARCHERS
 
         SEARCHERS.get(self.searcher)  # an unknown name fails before any training

@@ -4,16 +4,20 @@ splits, the device, and the scoring data prepared once.
 from __future__ import annotations
 
 import functools
+import json
 from dataclasses import dataclass
 
 import torch
 
 from nas.config import DataConfig, SpaceConfig
-from nas.data import BatchSource, DataSplits, PreparedBatches, load_data, make_splits
-from nas.errors import ConfigError
+from nas.data import BatchSource, DataSplits, PreparedBatches, load_dataset, make_splits
+from nas.errors import ConfigError, DataError
+from nas.runs import RunDir, atomic_write_json
 from nas.training import torchrun
 from search_spaces import SearchSpace, Skeleton, get_space
 from supernets import ScoringData
+
+DATA_FILE = "data.json"
 
 
 def resolve_device(device: str) -> str:
@@ -48,6 +52,24 @@ class SearchProblem:
         prepared on first use and shared by every later scoring of this problem."""
         return self._scoring_data
 
+    def record_data(self, run: RunDir) -> None:
+        """data.json in the run: what the data was, and each label's class name. A resumed run
+        whose image folder changed since it began is refused: its splits and normalisation
+        would no longer be the ones it trained with."""
+        data = self.splits.data
+        if (run / DATA_FILE).is_file():
+            before = json.loads((run / DATA_FILE).read_text()).get("fingerprint")
+            if before is not None and before != data.fingerprint:
+                raise DataError(f"the images of {data.name} changed since {run.path} began "
+                                f"(files added, removed or rewritten); restore them, or start "
+                                f"a new --out")
+        atomic_write_json(run / DATA_FILE, {"fingerprint": data.fingerprint,
+            "name": data.name, "classes": list(data.label_names()),
+            "train_images": len(self.splits.train.indices), "val_images": len(self.splits.val.indices),
+            "test_images": len(data.x_test), "image_shape": [data.in_channels, data.image_size,
+                                                            data.image_size],
+            "streamed": data.is_streamed})
+
     @functools.cached_property
     def _scoring_data(self) -> ScoringData:
         return prepare_scoring_data(self.splits.val, self.splits.calibration)
@@ -65,7 +87,11 @@ PER_IMAGE_BATCH_GPU = 1024
 def prepare_scoring_data(evaluation: BatchSource, calibration: BatchSource | None) -> ScoringData:
     """Scoring data over two fixed sources, prepared once (`nas.data.PreparedBatches`): their own
     batches (recalibration, batch-statistics scoring), and the evaluation images again in the
-    batches and layout eval-mode scoring runs fastest in on their device."""
+    batches and layout eval-mode scoring runs fastest in on their device. Streamed images are
+    not prepared: their memory is bounded by batches, not by the split, so every scoring reads
+    them again (and a running-statistics score groups them as the source does)."""
+    if evaluation.is_streamed:
+        return ScoringData(evaluation, calibration)
     if evaluation.device.type == "cpu":
         height, width = evaluation.images.shape[-2:]
         batch = max(1, PER_IMAGE_BATCH_CPU_PIXELS // (height * width))
@@ -78,7 +104,7 @@ def prepare_scoring_data(evaluation: BatchSource, calibration: BatchSource | Non
 
 def build_problem(space: SpaceConfig, data: DataConfig, seed: int, device: str) -> SearchProblem:
     device = resolve_device(device)
-    images = load_data(data.path)
+    images = load_dataset(data)
     skeleton = Skeleton(in_channels=images.in_channels, num_classes=images.num_classes,
                         image_size=images.image_size, width=space.width, cells=space.cells)
     return SearchProblem(get_space(space.name, skeleton), make_splits(images, data, seed, device),

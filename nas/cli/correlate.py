@@ -49,6 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --proxy: the data the proxies score batches of (default: the embedded digits)")
     add("--train-subset", type=positive, default=None, metavar="N",
         help="with --proxy: as the ground truth was trained")
+    options.add_image_options(parser)
 
 
 def run(args: argparse.Namespace) -> None:

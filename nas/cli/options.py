@@ -87,9 +87,16 @@ def seed_list(text: str) -> list[int]:
 
 
 def add_data(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", default=None, metavar="PATH",
-                        help="a .npz file or a cifar-10-batches-py directory "
-                             "(default: the embedded handwritten digits)")
+    parser.add_argument("--data", default=None, metavar="PATH|NAME",
+                        help="a folder of images with one subfolder per class (DIR/train and "
+                             "DIR/val or DIR/test give the splits), a .npz file, a "
+                             "cifar-10-batches-py directory, or a dataset name: cifar10, "
+                             "cifar100, svhn, mnist, fashion-mnist, downloaded once into $NAS_DATA "
+                             "or ~/.cache/nas/data; default: the embedded handwritten digits")
+    add_image_options(parser)
+    parser.add_argument("--flip", choices=("auto", "yes", "no"), default=DataConfig.flip,
+                        help="flip training images horizontally; auto: for photos and image "
+                             "folders, not for digits, MNIST or SVHN (default auto)")
     parser.add_argument("--batch-size", type=positive, default=DataConfig.batch_size)
     parser.add_argument("--train-subset", type=positive, default=None, metavar="N",
                         help="use a seeded subset of N training images (default: all)")
@@ -99,6 +106,17 @@ def add_data(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=non_negative, default=TrainConfig.seed)
     parser.add_argument("--device", default=TrainConfig.device,
                         help=f"auto, cpu or cuda[:N] (default: {TrainConfig.device})")
+
+
+def add_image_options(parser: argparse.ArgumentParser) -> None:
+    """How an image folder given as --data is read."""
+    parser.add_argument("--image-size", type=_whole_number(4), default=DataConfig.image_size,
+                        metavar="S", help="resize an image folder's images to SxS (default: their "
+                                          "own size when they all share it, else 32)")
+    parser.add_argument("--in-memory", choices=("auto", "yes", "no"), default=DataConfig.in_memory,
+                        help="hold an image folder decoded in memory, or stream it from its "
+                             "files batch by batch (no); auto holds it when it takes at most a "
+                             "quarter of the available memory; the batches are the same")
 
 
 def add_space(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -174,16 +192,24 @@ def add_method(parser: argparse.ArgumentParser) -> None:
 
 def configs(args: argparse.Namespace, with_training: bool = True):
     """The space, data and training configs the shared options describe."""
-    from nas.data.datasets import check_data_path
-
-    data = DataConfig(path=str(Path(check_data_path(args.data)).resolve())
-                      if args.data is not None else None,
-                      train_subset=args.train_subset,
-                      **({"batch_size": args.batch_size, "val_images": args.val_images}
-                         if with_training else {}))
+    data = DataConfig(path=data_path(args.data), train_subset=args.train_subset,
+                      image_size=args.image_size, in_memory=args.in_memory,
+                      **({"batch_size": args.batch_size, "val_images": args.val_images,
+                          "flip": args.flip} if with_training else {}))
     train = train_config(args) if with_training else None
     space = SpaceConfig(args.space, args.width, args.cells) if args.space is not None else None
     return space, data, train
+
+
+def data_path(text: str | None) -> str | None:
+    """What a run records of `--data`: an absolute path, or a dataset's name (a name that is
+    also an existing path is the path)."""
+    from nas.data.datasets import check_data_path
+    from nas.data.named import NAMED_DATASETS
+
+    if text is None or (text in (*NAMED_DATASETS, "digits") and not Path(text).exists()):
+        return text
+    return str(Path(check_data_path(text)).resolve())
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:

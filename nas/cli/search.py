@@ -52,6 +52,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="which architecture best.txt names: accuracy (the most accurate, "
              "default) or the most accurate under a limit, e.g. flops<=50, "
              "params<=0.5, latency<=2")
+    add("--constraint", action="append", default=[], metavar="RULE",
+        help="search only architectures within a limit, in --pick's form (e.g. "
+             "flops<=50, params<=0.5, latency<=2); repeat for several, all hold. "
+             "Others are not scored and do not count toward --trials")
     add("--search-time", type=duration, default=None, metavar="TIME",
         help="stop the search after TIME spent scoring (e.g. 10m), or at --trials, "
              "whichever comes first; a resumed search counts what it spent, and "
@@ -81,7 +85,8 @@ def _search_config(args: argparse.Namespace) -> SearchConfig:
         scorer = str(ScorerSetting("oracle", str(Path(args.oracle).resolve())))
     return SearchConfig(searcher=args.searcher, trials=args.trials, seed=args.seed,
                         scorer=scorer, oracle_column=args.column, objectives=args.objectives,
-                        pick=args.pick, time_budget_s=args.search_time)
+                        pick=args.pick, constraints=tuple(args.constraint),
+                        time_budget_s=args.search_time)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -115,7 +120,11 @@ def _report_training_free_search(result: api.SearchResult) -> None:
 
 
 def _print_checks(result: api.SearchResult) -> None:
-    """How far the ranking can be trusted, and the audit's verdict or how to get one."""
+    """What the constraints cost the searcher, how far the ranking can be trusted, and the
+    audit's verdict or how to get one."""
+    if result.rejected is not None:
+        print(f"  {result.rejected} proposals broke --constraint and were not scored "
+              f"(pruned trials in the study)")
     for line in [*(result.trust.lines() if result.trust else []),
                  *(result.audit.lines() if result.audit else [])]:
         print(line)

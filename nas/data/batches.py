@@ -1,4 +1,5 @@
-"""Splits, augmentation and mini-batches over in-memory uint8 images.
+"""Splits, augmentation and mini-batches over uint8 images, held in memory or streamed from
+files (`nas.data.image_files`): both give the same batches.
 
 The supernet-train / search-validation split is drawn from the training set only, with its own
 seed (`split_seed`, default 0) so that runs with different training seeds score architectures
@@ -14,11 +15,13 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from nas.data.datasets import ImageData
+from nas.data.datasets import IN_MEMORY, ImageData, load_data
+from nas.data.image_files import ImageFiles, read_images
 from nas.errors import ConfigError, DataError
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images (B,C,H,W) float, labels, indices
 VALIDATION_STREAM_SEED_OFFSET = 7_919
+FLIP = ("auto", "yes", "no")
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,23 @@ class DataConfig:
     val_images: int | None = None
     batch_size: int = 64           # DARTS / GM-NAS search batch size
     eval_batch_size: int = 256
+    # An image folder's images are resized to this square size (None: their own size when they
+    # all share it, else `nas.data.folders.DEFAULT_IMAGE_SIZE`).
+    image_size: int | None = None
+    # Hold an image folder decoded in memory (yes), stream it from its files (no), or hold it
+    # when it takes at most a quarter of the memory available (auto). The batches are the same.
+    in_memory: str = "auto"
+    # Horizontal flips in training batches: auto is the data's own rule (natural photos and
+    # image folders yes; digits, MNIST and SVHN no), yes/no override it.
+    flip: str = "auto"
 
     def __post_init__(self) -> None:
+        if self.flip not in FLIP:
+            raise ConfigError(f"flip takes {', '.join(FLIP)}, got {self.flip!r}")
+        if self.in_memory not in IN_MEMORY:
+            raise ConfigError(f"in_memory takes {', '.join(IN_MEMORY)}, got {self.in_memory!r}")
+        if self.image_size is not None and self.image_size < 4:
+            raise ConfigError(f"image_size must be >= 4 pixels, got {self.image_size}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"val_fraction must lie in (0, 1), got {self.val_fraction}")
         if self.train_subset is not None and self.train_subset < 2:
@@ -47,14 +65,25 @@ class DataConfig:
                               f"{self.batch_size}")
 
 
+def load_dataset(config: DataConfig) -> ImageData:
+    """The dataset `config` names, read as it says (`nas.data.datasets.load_data`)."""
+    return load_data(config.path, image_size=config.image_size, in_memory=config.in_memory)
+
+
 def split_train(data: ImageData, config: DataConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of (supernet-train, search-validation) within `data.x_train`.
 
     With `train_subset`, both come from a seeded subset of that many training images; with
     `val_images` too, the subset trains whole and the validation images are the next ones of
     the same seeded order, outside the subset.
+
+    Data that sets its own validation images apart (`ImageData.held_out`, a folder's val/)
+    validates on those: the subset, if any, is drawn from the rest, and `val_images` takes that
+    many of them.
     """
     generator = torch.Generator().manual_seed(config.split_seed)
+    if data.held_out is not None:
+        return _split_held_out(data, config, generator)
     order = torch.randperm(len(data.x_train), generator=generator)
     if config.train_subset is not None:
         needed = config.train_subset + (config.val_images or 0)
@@ -70,10 +99,49 @@ def split_train(data: ImageData, config: DataConfig) -> tuple[torch.Tensor, torc
     return order[n_val:], order[:n_val]
 
 
-def channel_stats(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std of uint8 images, on the [0, 1] scale."""
-    x = images.to(torch.float64) / 255.0
-    return x.mean(dim=(0, 2, 3)).float(), x.std(dim=(0, 2, 3)).clamp_min(1e-3).float()
+def _split_held_out(data: ImageData, config: DataConfig, generator: torch.Generator
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    is_held = torch.zeros(len(data.x_train), dtype=torch.bool)
+    is_held[data.held_out] = True
+    train, val = torch.nonzero(~is_held).flatten(), data.held_out
+    train = train[torch.randperm(len(train), generator=generator)]
+    if config.train_subset is not None:
+        if config.train_subset > len(train):
+            raise DataError(f"--train-subset {config.train_subset} exceeds the {len(train)} "
+                            f"training images of {data.name} (its val/ images validate)")
+        train = train[:config.train_subset]
+    if config.val_images is not None:
+        if config.val_images > len(val):
+            raise DataError(f"--val-images {config.val_images} exceeds the {len(val)} images "
+                            f"of {data.name}'s val/ folder")
+        val = val[torch.randperm(len(val), generator=generator)[:config.val_images]].sort().values
+    return train, val
+
+
+def channel_stats(images: torch.Tensor | ImageFiles, indices: torch.Tensor,
+                  batch_size: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation (n - 1) of the images at `indices`, on the [0, 1]
+    scale. They come from each channel's histogram of pixel values, whose sums are exact
+    integers, so the result is the same whichever way the images are read (held, streamed) and
+    batched; and a histogram takes no memory beyond the batch, where float or int64 copies of
+    it would take 4 to 8 times the batch at every read."""
+    histograms = None
+    for batch in read_images(images, list(indices.split(batch_size))):
+        channels = batch.to("cpu").transpose(0, 1).reshape(batch.shape[1], -1)
+        counts = torch.stack([torch.bincount(c, minlength=256) for c in channels])
+        histograms = counts if histograms is None else histograms + counts
+    if histograms is None or int(histograms[0].sum()) < 2:
+        raise DataError("channel statistics need at least 2 pixels per channel")
+    values = torch.arange(256, dtype=torch.int64)
+    means, stds = [], []
+    for counts in histograms:
+        n = int(counts.sum())
+        s, q = int((counts * values).sum()), int((counts * values * values).sum())
+        means.append(s / n / 255.0)  # Python ints: exact until this one rounding
+        variance = (n * q - s * s) / (n * (n - 1)) / 255.0 ** 2
+        stds.append(max(variance, 0.0) ** 0.5)
+    return (torch.tensor(means, dtype=torch.float64).float(),
+            torch.tensor(stds, dtype=torch.float64).clamp_min(1e-3).float())
 
 
 class BatchSource:
@@ -138,10 +206,11 @@ class BatchSource:
         crops = (generator if self.world_size == 1 else
                  torch.Generator().manual_seed((self.seed * 100_003 + epoch) * 1_009 + self.rank))
         per_step = self.batch_size * self.world_size
-        for start in range(0, len(self) * per_step, per_step):
-            first = start + self.rank * self.batch_size
-            chosen = order[first:first + self.batch_size]
-            images = self._gather(self.images, chosen).float().div_(255.0)
+        batches = [order[start + self.rank * self.batch_size:
+                         start + (self.rank + 1) * self.batch_size]
+                   for start in range(0, len(self) * per_step, per_step)]
+        for chosen, images in zip(batches, self._read(batches)):
+            images = images.float().div_(255.0)
             if self.is_training:
                 images = self._augment(images, crops)
             yield (self._to_device(self._normalise(images)),
@@ -155,11 +224,23 @@ class BatchSource:
                             f"{len(self.indices)}; use more data or a proxy with a smaller batch")
         generator = torch.Generator().manual_seed(seed)
         chosen = self.indices[torch.randperm(len(self.indices), generator=generator)[:size]]
-        images = self._gather(self.images, chosen).float().div_(255.0)
+        (images,) = self._read([chosen])
+        images = images.float().div_(255.0)
         if self.is_training:
             images = self._augment(images, generator)
         return (self._to_device(self._normalise(images)),
                 self._to_device(self._gather(self.labels, chosen)), chosen)
+
+    @property
+    def is_streamed(self) -> bool:
+        return isinstance(self.images, ImageFiles)
+
+    def _read(self, batches: list[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """The uint8 images of each batch: gathered where they live, or decoded from files by
+        streaming workers into pinned memory and moved to a GPU before they are augmented."""
+        on_gpu = self.device.type == "cuda" and self.is_streamed
+        for images in read_images(self.images, batches, pin_memory=on_gpu):
+            yield images.to(self.device, non_blocking=True) if on_gpu else images
 
     @staticmethod
     def _gather(tensor: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
@@ -215,7 +296,7 @@ RESIDENT_SHARE = 0.25  # of a GPU's free memory a dataset may take to live there
 def on_device_if_it_fits(data: ImageData, device: str) -> ImageData:
     """`data` with its uint8 images and labels on a CUDA `device` when they take at most
     `RESIDENT_SHARE` of its free memory (no host-device copy per batch then), else as it is."""
-    if torch.device(device).type != "cuda":
+    if torch.device(device).type != "cuda" or data.is_streamed:
         return data
     free_bytes, _ = torch.cuda.mem_get_info(torch.device(device))
     size = sum(t.numel() * t.element_size()
@@ -228,10 +309,10 @@ def on_device_if_it_fits(data: ImageData, device: str) -> ImageData:
 
 def make_splits(data: ImageData, config: DataConfig, seed: int, device: str = "cpu") -> DataSplits:
     train_idx, val_idx = split_train(data, config)
-    mean, std = channel_stats(data.x_train[train_idx])
+    mean, std = channel_stats(data.x_train, train_idx)
     data = on_device_if_it_fits(data, device)
     common = dict(mean=mean, std=std, device=device)
-    flip = data.is_flip_invariant
+    flip = data.is_flip_invariant if config.flip == "auto" else config.flip == "yes"
     # Stand-alone training uses every non-test image in use; held-out validation images from
     # outside the subset (`val_images`) are only for scoring, so they stay out.
     all_train = (train_idx if config.val_images is not None

@@ -1,9 +1,11 @@
-"""An architecture as a standalone PyTorch model, in three files that need only torch to load.
+"""An architecture as a standalone model, in three files.
 
-`FILE.pt2`: a `torch.export` program (graph + weights; `torch.export.load(FILE).module()`),
-with a dynamic batch dimension. `FILE.state_dict.pt`: the weights, loadable with
-`torch.load(..., weights_only=True)` into `space.build_model(arch)`. `FILE.json`: the
-architecture, the skeleton and the input normalisation the model expects.
+`FILE.pt2` (format `pt2`, the default): a `torch.export` program (graph + weights;
+`torch.export.load(FILE).module()`), or `FILE.onnx` (format `onnx`, `nas.export.onnx_model`):
+the same graph as ONNX, for runtimes other than PyTorch; either with a dynamic batch dimension.
+`FILE.state_dict.pt`: the weights, loadable with `torch.load(..., weights_only=True)` into
+`space.build_model(arch)`. `FILE.json`: the architecture, the skeleton, the input
+normalisation the model expects and the names of its classes.
 """
 from __future__ import annotations
 
@@ -20,10 +22,13 @@ import torch
 from torch import nn
 
 from nas.errors import CheckpointError, ConfigError
+from nas.export.onnx_model import onnx_bytes, require_onnx
 from nas.runs import atomic_torch_save, atomic_write_bytes, atomic_write_json, load_checkpoint
 from search_spaces import Architecture, SearchSpace
 
 MODEL_FORMAT = "nas-model"
+# The formats of the model program, each also the suffix of its file.
+PROGRAM_FORMATS = {"pt2": "a torch.export program", "onnx": "an ONNX model"}
 
 
 @dataclass(frozen=True)
@@ -33,35 +38,71 @@ class ExportedFiles:
     metadata: Path
 
 
-def export_paths(out: str | Path) -> ExportedFiles:
+def program_format(out: str | Path, format: str | None = None) -> str:
+    """The format `out` is written in: `format`, which `out`'s suffix must name, or when None
+    the one its suffix names (`.pt2` or `.onnx`)."""
+    suffix = Path(out).suffix.removeprefix(".")
+    choices = ", ".join(sorted(PROGRAM_FORMATS))
+    if format is not None and format not in PROGRAM_FORMATS:
+        raise ConfigError(f"unknown --format {format!r}; choose one of: {choices}")
+    if format is None and suffix not in PROGRAM_FORMATS:
+        raise ConfigError(f"--out {out} must end in .pt2 (a torch.export program) or .onnx "
+                          f"(an ONNX model, --format onnx)")
+    if format is not None and suffix != format:
+        raise ConfigError(f"--out {out} must end in .{format} for --format {format} "
+                          f"({PROGRAM_FORMATS[format]})")
+    return suffix
+
+
+def export_paths(out: str | Path, format: str | None = None) -> ExportedFiles:
+    """The three files of the model exported to `out` (checked by `program_format`)."""
     out = Path(out)
-    if out.suffix != ".pt2":
-        raise ConfigError(f"--out {out} must end in .pt2 (a torch.export program)")
+    program_format(out, format)
     return ExportedFiles(out, out.with_suffix(".state_dict.pt"), out.with_suffix(".json"))
 
 
+def check_export(out: str | Path, format: str | None = None) -> str:
+    """`out`'s format, with the packages it needs: the checks a command makes before any
+    training or loading, so a bad `--out` costs nothing."""
+    chosen = program_format(out, format)
+    if chosen == "onnx":
+        require_onnx()
+    return chosen
+
+
+def _program_bytes(model: nn.Module, space: SearchSpace, format: str,
+                   metadata: dict[str, Any]) -> bytes:
+    """`model` traced once in `format`, with any batch size (a dimension of size 2 traced, so
+    torch treats it as symbolic rather than specialising to 1)."""
+    example = torch.zeros(2, *space.input_shape())
+    dynamic_shapes = ({0: torch.export.Dim("batch", min=1, max=65536)},)
+    if format == "onnx":
+        return onnx_bytes(model, example, dynamic_shapes, metadata)
+    program = torch.export.export(model, (example,), dynamic_shapes=dynamic_shapes)
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return buffer.getvalue()
+
+
 def save_model(model: nn.Module, space: SearchSpace, arch: Architecture, out: str | Path,
-               metadata: dict[str, Any], *, overwrite: bool = False) -> ExportedFiles:
-    """Write the three files of an exported model; refuses to replace files unless `overwrite`."""
-    files = export_paths(out)
+               metadata: dict[str, Any], *, overwrite: bool = False,
+               format: str | None = None) -> ExportedFiles:
+    """Write the three files of an exported model, the program in `format` (None: as `out`'s
+    suffix says); refuses to replace files unless `overwrite`."""
+    chosen, files = check_export(out, format), export_paths(out, format)
     existing = [p for p in asdict(files).values() if Path(p).exists()]
     if existing and not overwrite:
         raise ConfigError(f"{existing[0]} exists; choose another --out or pass --overwrite")
     model = model.cpu().eval()
-    example = torch.zeros(2, *space.input_shape())
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    program = torch.export.export(model, (example,), dynamic_shapes=({0: batch},))
-    buffer = io.BytesIO()
-    torch.export.save(program, buffer)
-    atomic_write_bytes(files.program, buffer.getvalue())
+    metadata = {"space": space.name, "arch": str(arch), "skeleton": asdict(space.skeleton),
+                "input_shape": list(space.input_shape()), "params_m": space.params_m(arch),
+                "flops_m": space.flops_m(arch), **metadata}
+    program = _program_bytes(model, space, chosen, metadata)
+    atomic_write_bytes(files.program, program)
     atomic_torch_save(files.state_dict, {"format": MODEL_FORMAT, "space": space.name,
                                          "skeleton": asdict(space.skeleton), "arch": str(arch),
                                          "state_dict": model.state_dict()})
-    atomic_write_json(files.metadata, {"space": space.name, "arch": str(arch),
-                                       "skeleton": asdict(space.skeleton),
-                                       "input_shape": list(space.input_shape()),
-                                       "params_m": space.params_m(arch),
-                                       "flops_m": space.flops_m(arch), **metadata})
+    atomic_write_json(files.metadata, metadata)
     return files
 
 

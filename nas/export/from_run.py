@@ -7,8 +7,8 @@ from typing import Any
 
 from nas.config import RunRecord, TrainConfig
 from nas.errors import ConfigError
-from nas.export.files import ExportedFiles, save_model
-from nas.export.initial_weights import check_init, inherited_state, initial_state, normalisation
+from nas.export.files import ExportedFiles, check_export, save_model
+from nas.export.initial_weights import check_init, data_metadata, inherited_state, initial_state
 from nas.problem import SearchProblem, build_problem
 from nas.runs import RunDir
 from nas.scorers import ScorerSetting, build_scorer
@@ -36,9 +36,10 @@ def recorded_problem(run_dir: str | Path, device: str) -> SearchProblem:
 def export_run(run_dir: str | Path, out: str | Path, arch: str | None = None,
                init: str = "inherit", overwrite: bool = False,
                device: str = TrainConfig.device,
-               teacher: str | Path | None = None) -> ExportedFiles:
+               teacher: str | Path | None = None, format: str | None = None) -> ExportedFiles:
     """Export `arch` (default: the run's best) of a run as a standalone model (`nas.api.export`)."""
     check_init(init, teacher, {"weight-selection": "FILE.pt2"})
+    check_export(out, format)
     record = RunRecord.from_dict(RunDir(run_dir).settings())
     setting = record.search.scorer_setting if record.search is not None else ScorerSetting()
     metadata: dict[str, Any] = {"init": init, "source_run": str(Path(run_dir).resolve())}
@@ -50,8 +51,8 @@ def export_run(run_dir: str | Path, out: str | Path, arch: str | None = None,
         if start.state_dict is not None:
             model.load_state_dict(start.state_dict)
         return save_model(model, problem.space, arch_obj, out,
-                          {**metadata, "normalization": normalisation(problem), **start.metadata},
-                          overwrite=overwrite)
+                          {**metadata, **data_metadata(problem), **start.metadata},
+                          overwrite=overwrite, format=format)
     if not setting.trains_supernet:
         raise ConfigError(f"{run_dir} was searched with {setting}, which trains no weights to "
                           f"inherit; export with --init scratch")
@@ -59,10 +60,11 @@ def export_run(run_dir: str | Path, out: str | Path, arch: str | None = None,
     problem = trained.problem
     arch_obj = problem.space.parse(arch if arch is not None else best_of(run_dir))
     model = problem.space.build_model(arch_obj)
-    metadata["normalization"] = normalisation(problem)
+    metadata.update(data_metadata(problem))
     metadata["supernet_score"] = build_scorer(ScorerSetting(), problem, trained=trained)(arch_obj)
     metadata["bn_mode"] = trained.method.config.bn_mode
     model.load_state_dict(inherited_state(trained, arch_obj, model))
     model.to(problem.device)
     metadata["val_accuracy"] = StandaloneStep().score(model, arch_obj, problem.scoring_data())
-    return save_model(model, problem.space, arch_obj, out, metadata, overwrite=overwrite)
+    return save_model(model, problem.space, arch_obj, out, metadata, overwrite=overwrite,
+                      format=format)

@@ -24,6 +24,13 @@ def normalisation(problem: SearchProblem) -> dict[str, Any]:
             "scale": "pixels / 255, then (x - mean) / std"}
 
 
+def data_metadata(problem: SearchProblem) -> dict[str, Any]:
+    """What a model's files record of its data: the input normalisation, and the name of each
+    output logit's class (`class_names[i]` for logit i)."""
+    return {"normalization": normalisation(problem),
+            "class_names": list(problem.splits.data.label_names())}
+
+
 INITS = ("inherit", "scratch", "weight-selection")  # where a model's first weights come from
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from nas.config import DataConfig, RunRecord, SpaceConfig, TrainConfig
-from nas.data import load_data, make_splits
+from nas.data import make_splits
 from nas.errors import ConfigError
 from nas.runs import RunDir, atomic_write_csv, atomic_write_text, exclusive_lock
 from nas.training.standalone import check_standalone_training, train_model
@@ -88,8 +88,9 @@ def groundtruth(space: SpaceConfig, data: DataConfig = DataConfig(),
     check_standalone_training(train_config, base)
     run = RunDir(out or RunDir.default_path(f"groundtruth-{space.name}"))
     run.open(record)
+    base.record_data(run)
     archs = _architecture_list(run, base.space, sample, train_config.seed)
-    images = load_data(data.path)
+    images = base.splits.data  # loaded once, by the problem
     jobs = [(i, a, train_config.seed + j) for i, a in enumerate(archs) for j in range(seeds)]
     elsewhere = 0  # rows that other live workers hold
     with Progress(len(jobs), initial=len(_finished_rows(run)), desc="ground truth",

@@ -1,4 +1,5 @@
-"""What a search optimises (`--objectives`) and which point of a front it returns (`--pick`).
+"""What a search optimises (`--objectives`), which point of a front it returns (`--pick`), and
+the costs both (and `--constraint`, `nas.search.constraints`) read.
 
 `accuracy` is the scorer's value (the supernet's validation accuracy, a proxy's score, or an
 oracle table's accuracy) and is maximised; `params` (M), `flops` (MFLOPs) and `latency` (ms)
@@ -8,6 +9,7 @@ repeated timed forward passes after warm-up, measured once per architecture per 
 """
 from __future__ import annotations
 
+import math
 import re
 import statistics
 import time
@@ -35,6 +37,24 @@ def parse_objectives(text: str) -> tuple[str, ...]:
     return ("accuracy", *[n for n in names if n != "accuracy"])
 
 
+# The one syntax of a limit on a cost, shared by --pick and --constraint.
+LIMIT_FORM = "COST<=LIMIT with COST params (M), flops (M) or latency (ms), e.g. flops<=50"
+_LIMIT = re.compile(r"\s*(params|flops|latency)\s*<=\s*([0-9.eE+-]+)\s*")
+
+
+def parse_limit(text: str) -> tuple[str, float] | None:
+    """(cost, limit) of a `COST<=LIMIT` text with a finite limit > 0, else None (the caller
+    names its option in the error)."""
+    match = _LIMIT.fullmatch(text) if isinstance(text, str) else None
+    try:
+        limit = float(match.group(2)) if match else None
+    except ValueError:
+        limit = None
+    if limit is None or not (limit > 0 and math.isfinite(limit)):
+        return None
+    return match.group(1), limit
+
+
 @dataclass(frozen=True)
 class Pick:
     """The point a search returns: the most accurate, optionally under a limit on one cost."""
@@ -46,16 +66,11 @@ class Pick:
     def parse(cls, text: str) -> "Pick":
         if text.strip() == "accuracy":
             return cls()
-        match = re.fullmatch(r"\s*(params|flops|latency)\s*<=\s*([0-9.eE+-]+)\s*", text)
-        try:
-            limit = float(match.group(2)) if match else None
-        except ValueError:
-            limit = None
-        if limit is None or not limit > 0:
-            raise ConfigError(f"--pick takes accuracy (the most accurate) or COST<=LIMIT with "
-                              f"COST params (M), flops (M) or latency (ms), e.g. flops<=50; "
+        limit = parse_limit(text)
+        if limit is None:
+            raise ConfigError(f"--pick takes accuracy (the most accurate) or {LIMIT_FORM}; "
                               f"got {text!r}")
-        return cls(match.group(1), limit)
+        return cls(*limit)
 
     def choose(self, table: pd.DataFrame, column: str) -> pd.Series | None:
         """The most accurate row within the limit (earliest trial on ties), or None."""
@@ -118,3 +133,24 @@ class Latency:
                         times.append((time.perf_counter() - start) * 1e3)
             self._cache[key] = statistics.median(times)
         return self._cache[key]
+
+
+class Costs:
+    """An architecture's costs by objective name: `params` (M), `flops` (MFLOPs), `latency`
+    (ms, `Latency`), each computed once per architecture."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.space, self.latency, self._sizes = space, Latency(space), {}
+
+    def sizes(self, arch: Architecture) -> tuple[float, float]:
+        """(params_m, flops_m)."""
+        key = str(arch)
+        if key not in self._sizes:
+            self._sizes[key] = (self.space.params_m(arch), self.space.flops_m(arch))
+        return self._sizes[key]
+
+    def __call__(self, arch: Architecture, name: str) -> float:
+        if name == "latency":
+            return self.latency(arch)
+        params_m, flops_m = self.sizes(arch)
+        return {"params": params_m, "flops": flops_m}[name]

@@ -9,6 +9,8 @@ without heartbeats they could not tell a dead process's trial from a slow one.
 - **One budget.** `--trials N` counts the study's trials, not a worker's: after asking, a worker
   ranks its trial among the study's trials that have not failed; one ranked past N is marked
   failed (`over_budget`) and the worker stops. So exactly N trials complete, whatever the race.
+  Under `--constraint` a proposal that breaks one is pruned before it is ranked and ranks no
+  other trial: a worker ranks its trial once every running trial below it has been judged.
 - **Dead workers.** On an RDB storage each trial's worker records a heartbeat every
   `HEARTBEAT_S` seconds from the moment it asks until it tells; before asking, workers fail trials whose heartbeat is
   older than `GRACE_S` (`optuna.storages.fail_stale_trials`: with ask/tell nobody else does), and
@@ -27,6 +29,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import time
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -145,10 +148,32 @@ class SharedStudy:
         return study
 
 
-def live_rank(study: optuna.Study, number: int) -> int:
-    """1 + how many trials numbered below `number` have not failed (module doc: one budget)."""
-    return 1 + sum(1 for t in study.get_trials(deepcopy=False)
-                   if t.number < number and t.state != TrialState.FAIL)
+UNJUDGED_GRACE_S = 30.0  # judging a proposal's costs takes milliseconds; latency, a second
+
+
+def live_rank(study: optuna.Study, number: int,
+              verdict: Callable[[FrozenTrial], bool | None] | None = None, poll_s: float = 0.05
+              ) -> int:
+    """1 + how many trials numbered below `number` have neither failed nor been pruned (module
+    doc: one budget). Under constraints a pruned trial is a rejected proposal, which takes none
+    of the budget (`nas.search.constraints`): `verdict` says whether a running trial meets them
+    (None: its worker has not judged it yet), and the rank waits until every running trial
+    below is judged (milliseconds: its costs), so that it counts exactly those to be scored.
+    A storage without heartbeats never fails a dead worker's unjudged trial, so after
+    `UNJUDGED_GRACE_S` such a trial counts as to be scored: at worst the budget ends a trial
+    short, where waiting on would hang every worker."""
+    deadline = time.monotonic() + UNJUDGED_GRACE_S
+    while True:
+        below = [t for t in study.get_trials(deepcopy=False) if t.number < number]
+        running = [verdict(t) if verdict else True for t in below
+                   if t.state == TrialState.RUNNING]
+        if None in running and time.monotonic() > deadline:
+            running = [True if judged is None else judged for judged in running]
+        if None not in running:
+            return 1 + sum(running) + sum(1 for t in below if t.state not in (
+                TrialState.RUNNING, TrialState.FAIL, TrialState.PRUNED))
+        fail_stale(study)  # a dead worker's unjudged trial fails, and stops the wait
+        time.sleep(poll_s)
 
 
 @contextmanager

@@ -59,6 +59,8 @@ def study_identity(problem: SearchProblem, config: SearchConfig, scorer: Scorer 
     machines); `scorer` None leaves it out, for a check before the supernet is trained."""
     identity = {"space": f"{problem.space.name} {problem.space.skeleton}",
                 "objectives": config.objectives, "column": column, "searcher": config.searcher}
+    if config.constraints:  # only then: studies recorded before constraints existed still match
+        identity["constraints"] = list(config.constraints)
     if scorer is not None:
         identity["scorer"] = scorer.identity()
     return identity

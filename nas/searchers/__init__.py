@@ -1,16 +1,14 @@
 """Searchers by name (`--searcher`): factories of Optuna samplers driven through ask/tell."""
 from __future__ import annotations
 
-from typing import Callable
-
-import optuna
-
 from nas.registry import Registry
 from nas.searchers.epnas import EPNAS, epnas
 from nas.searchers.evolution import RegularizedEvolution, evolution
-from nas.searchers.optuna_search import OptunaSearcher, nsga2, open_study, random, tpe
+from nas.searchers.optuna_search import (OptunaSearcher, SamplerFactory, nsga2, open_study,
+                                         random, tpe)
 
-SEARCHERS: Registry[Callable[[int], optuna.samplers.BaseSampler]] = Registry("searcher")
+# Each takes a seed and, under --constraint, Optuna's `constraints_func` (`SamplerFactory`).
+SEARCHERS: Registry[SamplerFactory] = Registry("searcher")
 SEARCHERS.register(tpe)
 SEARCHERS.register(random)
 SEARCHERS.register(evolution)
@@ -24,4 +22,4 @@ MULTI_OBJECTIVE = ("tpe", "random", "nsga2")
 TRIAL_KEYED = ("evolution", "epnas")
 
 __all__ = ["EPNAS", "MULTI_OBJECTIVE", "SEARCHERS", "TRIAL_KEYED", "OptunaSearcher",
-           "RegularizedEvolution", "open_study"]
+           "RegularizedEvolution", "SamplerFactory", "open_study"]

@@ -37,6 +37,8 @@ State. Everything is derived from the study: a round's configurations are the pr
 trials numbered in that round, the surrogate is fitted on the trials completed before the round
 began, and random draws come from generators seeded by (seed, round) and (seed, trial number).
 A resumed study therefore proposes what an uninterrupted one would, and no state file exists.
+Under `--constraint` a rejected proposal is a PRUNED trial: it takes its slot of the round (the
+next trial number takes the next configuration) but is neither a parent nor a training row.
 The decisions and their choices come from the study's `decisions` and `choices` attributes (set
 by the search loop), else from the first trial's parameters. Workers sharing a study (see
 `nas.search.shared_study`) may draw a round's first trials before the previous round has finished: the
@@ -55,6 +57,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import ConfigError
+from nas.searchers.optuna_search import ConstraintsFunc
 from nas.searchers.trial_keyed import TrialKeyedSampler
 
 K, T0, TF, SIGMA = 15, 10.0, 0.2, 4.0  # mfas main_searchable_ntu.py
@@ -268,8 +271,11 @@ class EPNAS(TrialKeyedSampler):
             return [{}]
         first_pass = round_index < len(blocks)
         names = [n for block in blocks[:level] for n in block] if first_pass else list(space)
+        # A pruned trial was a proposal rejected unscored (`nas.search.constraints`): the round
+        # never evaluated its configuration, so it is no parent.
         trials = sorted((t for t in study.get_trials(deepcopy=False)
-                         if start - previous_size <= t.number < start),
+                         if start - previous_size <= t.number < start
+                         and t.state != TrialState.PRUNED),
                         key=lambda t: t.number)
         parents: list[dict[str, Any]] = []
         for t in trials:
@@ -323,5 +329,5 @@ def _product(choice_lists: list[Sequence[Any]]) -> list[tuple]:
     return combos
 
 
-def epnas(seed: int) -> optuna.samplers.BaseSampler:
-    return EPNAS(seed=seed)
+def epnas(seed: int, constraints_func: ConstraintsFunc | None = None) -> optuna.samplers.BaseSampler:
+    return EPNAS(seed=seed)  # constraints: rejection alone (PRUNED: no parent, no training row)

@@ -23,6 +23,7 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from nas.errors import ConfigError
+from nas.searchers.optuna_search import ConstraintsFunc
 from nas.searchers.trial_keyed import TrialKeyedSampler
 
 POPULATION, SAMPLE_SIZE = 10, 3  # NAS-Bench-201 R-EA.sh
@@ -72,6 +73,6 @@ class RegularizedEvolution(TrialKeyedSampler):
         return params
 
 
-
-def evolution(seed: int) -> optuna.samplers.BaseSampler:
-    return RegularizedEvolution(seed=seed)
+def evolution(seed: int, constraints_func: ConstraintsFunc | None = None
+              ) -> optuna.samplers.BaseSampler:
+    return RegularizedEvolution(seed=seed)  # constraints: rejection alone (PRUNED: no member)

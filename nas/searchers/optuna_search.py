@@ -8,7 +8,9 @@ architecture's canonical string as the user attribute `arch`.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import warnings
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import optuna
 from optuna.distributions import CategoricalDistribution
@@ -59,10 +61,18 @@ class OptunaSearcher:
              attrs: Mapping[str, Any] | None = None) -> None:
         """Complete the architecture's oldest pending trial with its objective value(s), and
         `attrs` recorded with it."""
+        self.finish(self._pop_pending(arch), value, attrs)
+
+    def reject(self, arch: Architecture, attrs: Mapping[str, Any]) -> None:
+        """Close the architecture's oldest pending trial unscored, as PRUNED, with `attrs`
+        (why: `nas.search.constraints`)."""
+        self.prune(self._pop_pending(arch), attrs)
+
+    def _pop_pending(self, arch: Architecture) -> int:
         number = self._pending[arch].pop(0)
         if not self._pending[arch]:
             del self._pending[arch]
-        self.finish(number, value, attrs)
+        return number
 
     def unfinished(self) -> list[tuple[int, Architecture]]:
         """Trials asked but never told (a run killed mid-trial), to finish on resume.
@@ -83,31 +93,67 @@ class OptunaSearcher:
     def finish(self, number: int, value: float | Sequence[float],
                attrs: Mapping[str, Any] | None = None) -> None:
         values = [float(v) for v in value] if isinstance(value, Sequence) else float(value)
+        self._annotate(number, attrs)
+        self.study.tell(number, values)
+
+    def prune(self, number: int, attrs: Mapping[str, Any]) -> None:
+        """Close a trial unscored; `attrs` are recorded first, so that the sampler's
+        `after_trial` (Optuna's `constraints_func`) reads them."""
+        self._annotate(number, attrs)
+        self.study.tell(number, state=TrialState.PRUNED)
+
+    def _annotate(self, number: int, attrs: Mapping[str, Any] | None) -> None:
         if attrs:
             storage = self.study._storage  # no public way to annotate a trial by its number
             trial_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
             for key, attr in attrs.items():
                 storage.set_trial_user_attr(trial_id, key, attr)
-        self.study.tell(number, values)
 
     def completed(self) -> list[optuna.trial.FrozenTrial]:
         return self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
 
 
-def tpe(seed: int) -> optuna.samplers.BaseSampler:
+# A searcher factory: `(seed, constraints_func=None) -> sampler`. `constraints_func` reads a
+# trial's constraint values (`nas.search.constraints.constraint_values`); TPE and NSGA-II take
+# it, the others are steered by rejection alone (`nas.search.constraints` says what each does
+# with it).
+ConstraintsFunc = Callable[[optuna.trial.FrozenTrial], Sequence[float]]
+
+
+class SamplerFactory(Protocol):
+    def __call__(self, seed: int, constraints_func: ConstraintsFunc | None = None
+                 ) -> optuna.samplers.BaseSampler: ...
+
+
+def tpe(seed: int, constraints_func: ConstraintsFunc | None = None
+        ) -> optuna.samplers.BaseSampler:
     # Optuna's defaults (10 random start-up trials, 24 EI candidates); multivariate TPE models the
     # joint distribution of decisions, which matters for cells whose ops interact.
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    with _constraints_func_accepted():
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True,
+                                          constraints_func=constraints_func)
 
 
-def random(seed: int) -> optuna.samplers.BaseSampler:
+def random(seed: int, constraints_func: ConstraintsFunc | None = None
+           ) -> optuna.samplers.BaseSampler:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def nsga2(seed: int) -> optuna.samplers.BaseSampler:
+def nsga2(seed: int, constraints_func: ConstraintsFunc | None = None
+          ) -> optuna.samplers.BaseSampler:
     # Optuna's defaults (population 50, uniform crossover, mutation 1/number of parameters): the
     # genetic algorithm for several objectives (accuracy against FLOPs, parameters, latency).
-    return optuna.samplers.NSGAIISampler(seed=seed)
+    with _constraints_func_accepted():
+        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints_func)
+
+
+@contextmanager
+def _constraints_func_accepted() -> Iterator[None]:
+    # Optuna 5 deprecates `constraints_func` for `Trial.set_constraint`, which Optuna 4 (still
+    # supported: pyproject) lacks; both versions' samplers read the values it stores.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*`constraints_func`", category=FutureWarning)
+        yield
 
 
 def open_study(storage_path: str, name: str, sampler: optuna.samplers.BaseSampler,

@@ -12,7 +12,7 @@ from torch import nn
 from nas.config import DataConfig, RunRecord, SpaceConfig
 from nas.errors import ConfigError
 from nas.export.files import ExportedFiles, save_model
-from nas.export.initial_weights import initial_state, normalisation
+from nas.export.initial_weights import data_metadata, initial_state
 from nas.problem import SearchProblem, build_problem
 from nas.runs import RunDir, atomic_torch_save, atomic_write_json, load_checkpoint
 from nas.training.supernet import check_training
@@ -102,11 +102,12 @@ def train_architecture(space: SpaceConfig, arch: str, data: DataConfig, train_co
     run = RunDir(out or RunDir.default_path(f"train-{space.name}"))
     run.open(RunRecord("train", space, data, train_config, arch=str(arch_obj),
                        init=recorded_init))
+    problem.record_data(run)
     model, metrics = train_model(run, arch_obj, problem, train_config, start.state_dict)
     metrics = {**metrics, "params_m": problem.space.params_m(arch_obj),
                "flops_m": problem.space.flops_m(arch_obj)}
     atomic_write_json(run / "metrics.json", {"arch": str(arch_obj), **metrics})
     files = save_model(model, problem.space, arch_obj, run / "model.pt2",
                        {"init": f"{init}-trained", **start.metadata,
-                        "normalization": normalisation(problem), **metrics}, overwrite=True)
+                        **data_metadata(problem), **metrics}, overwrite=True)
     return TrainResult(run.path, arch_obj, metrics, files)

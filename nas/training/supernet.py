@@ -108,6 +108,7 @@ def train_supernet_in(run: RunDir, train_config: TrainConfig, method: TrainingMe
     process = torchrun.this_process(problem.splits)
     if process.is_main:
         _drop_snapshots_after(run, int((resume_from or {}).get("steps_done", 0)))
+        problem.record_data(run)
     log_scalar = run.tensorboard() if process.is_main else None
     try:
         train(supernet, method, process.train_batches, train_config,

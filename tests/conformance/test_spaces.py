@@ -180,6 +180,30 @@ def test_saved_program_and_state_dict_reproduce_the_model(space, trained, tmp_pa
         assert torch.equal(reloaded(x), expected)
 
 
+def test_onnx_model_equals_supernet(space, trained, tmp_path):
+    """The ONNX file computes the supernet's subnet under onnxruntime, at batch sizes it was not
+    traced with (2), and records its metadata inside."""
+    onnxruntime = pytest.importorskip("onnxruntime")  # an optional extra
+
+    from nas.export import read_onnx_metadata
+
+    arch = space.sample(np.random.default_rng(5))
+    x = torch.randn(5, 3, 8, 8)
+    model = _inherit(space, trained, arch, x)
+    files = save_model(model, space, arch, tmp_path / "m.onnx", {"init": "inherit"})
+    trained.eval()
+    with torch.no_grad():
+        expected = trained(x, arch).numpy()
+    assert np.abs(expected - expected.mean(0)).max() > 1e-3  # the logits depend on the input
+    session = onnxruntime.InferenceSession(str(files.program), providers=["CPUExecutionProvider"])
+    for batch in (x, x[:1]):
+        got = session.run(["logits"], {"images": batch.numpy()})[0]
+        assert np.abs(got - expected[:len(batch)]).max() < 1e-4, str(arch)
+    metadata = read_onnx_metadata(files.program)
+    assert (metadata["space"], metadata["arch"]) == (space.name, str(arch))
+    assert metadata["input_shape"] == [3, 8, 8]
+
+
 def test_model_forward_has_no_supernet_code(space, trained):
     torch.manual_seed(3)
     arch = space.sample(np.random.default_rng(3))
