@@ -7,7 +7,8 @@ from typing import Any
 
 from nas.config import RunRecord, TrainConfig
 from nas.errors import ConfigError
-from nas.export.files import ExportedFiles, check_export, save_model
+from nas.export.files import (ExportedFiles, check_export, export_paths, load_model,
+                              read_metadata, save_model)
 from nas.export.initial_weights import check_init, data_metadata, inherited_state, initial_state
 from nas.problem import SearchProblem, build_problem
 from nas.runs import RunDir
@@ -15,6 +16,9 @@ from nas.scorers import ScorerSetting, build_scorer
 from nas.search.loop import BEST_FILE
 from nas.training.standalone import StandaloneStep
 from nas.training.supernet import load_supernet, supernet_run_dir
+from search_spaces import Skeleton, get_space
+
+TRAINED_MODEL = "model.pt2"  # where `nas train` writes its model
 
 
 def best_of(run_path: str | Path) -> str:
@@ -41,6 +45,8 @@ def export_run(run_dir: str | Path, out: str | Path, arch: str | None = None,
     check_init(init, teacher, {"weight-selection": "FILE.pt2"})
     check_export(out, format)
     record = RunRecord.from_dict(RunDir(run_dir).settings())
+    if record.kind == "train":
+        return _export_trained(run_dir, record, out, arch, init, overwrite, format)
     setting = record.search.scorer_setting if record.search is not None else ScorerSetting()
     metadata: dict[str, Any] = {"init": init, "source_run": str(Path(run_dir).resolve())}
     if init != "inherit":
@@ -68,3 +74,20 @@ def export_run(run_dir: str | Path, out: str | Path, arch: str | None = None,
     metadata["val_accuracy"] = StandaloneStep().score(model, arch_obj, problem.scoring_data())
     return save_model(model, problem.space, arch_obj, out, metadata, overwrite=overwrite,
                       format=format)
+
+
+def _export_trained(run_dir: str | Path, record: RunRecord, out: str | Path, arch: str | None,
+                    init: str, overwrite: bool, format: str | None) -> ExportedFiles:
+    """A `nas train` run's trained model again, in `out`'s format: its weights and what the
+    run's own export recorded (normalisation, class names, accuracies)."""
+    if init != "inherit":
+        raise ConfigError(f"{run_dir} holds a trained model, exported as trained; drop --init "
+                          f"{init} (it starts a model from a search run)")
+    if arch is not None and arch != record.arch:
+        raise ConfigError(f"{run_dir} trained {record.arch}, not {arch}; drop --arch")
+    trained = Path(run_dir) / TRAINED_MODEL
+    model, arch_obj = load_model(export_paths(trained).state_dict)
+    metadata = read_metadata(trained)
+    space = get_space(metadata["space"], Skeleton(**metadata["skeleton"]))
+    metadata["source_run"] = str(Path(run_dir).resolve())
+    return save_model(model, space, arch_obj, out, metadata, overwrite=overwrite, format=format)

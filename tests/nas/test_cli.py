@@ -98,7 +98,8 @@ def test_data_of_the_wrong_format(tmp_path, capsys):
     path = tmp_path / "images.txt"
     path.write_text("1,2,3")
     assert main(["search", *TINY, "--data", str(path)]) == 2
-    assert "expected a .npz file" in _error_line(capsys)
+    error = _error_line(capsys)
+    assert "expected a folder of images" in error and "a .npz file" in error
 
 
 def test_corrupt_checkpoint_is_refused(search_run, tmp_path, capsys):

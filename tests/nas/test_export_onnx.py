@@ -164,3 +164,24 @@ def test_existing_files_are_kept_without_overwrite(nb201_run, tmp_path, capsys):
     assert main([*export, "--out", str(out), "--overwrite"]) == 0
     assert json.loads((tmp_path / "m.json").read_text())["arch"] == NB201_ARCH
     assert read_onnx_metadata(out)["arch"] == NB201_ARCH
+
+
+def test_a_trained_model_exports_as_onnx_with_its_own_weights(tmp_path, capsys):
+    from nas.export import load_program
+
+    run = tmp_path / "train"
+    assert main(["train", "--space", "nb201", *SKELETONS["nb201"], "--arch", NB201_ARCH,
+                 "--epochs", "1", "--device", "cpu", "--out", str(run)]) == 0
+    out = tmp_path / "trained.onnx"
+    assert main(["export", str(run), "--out", str(out)]) == 0
+    images = torch.randn(5, 1, 8, 8)
+    expected = load_program(run / "model.pt2")(images).detach().numpy()
+    session = onnxruntime.InferenceSession(str(out))
+    np.testing.assert_allclose(session.run(None, {"images": images.numpy()})[0], expected,
+                               atol=1e-4, rtol=0)
+    metadata = read_onnx_metadata(out)
+    assert metadata["arch"] == NB201_ARCH and metadata["class_names"] == [str(i) for i in range(10)]
+    assert json.loads(out.with_suffix(".json").read_text())["init"] == "scratch-trained"
+    capsys.readouterr()
+    assert main(["export", str(run), "--init", "scratch", "--out", str(tmp_path / "u.onnx")]) == 2
+    assert "holds a trained model" in capsys.readouterr().err
