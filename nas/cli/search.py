@@ -161,6 +161,7 @@ def skeleton_flags(run_dir: Path) -> str:
         record = RunDir(record.supernet_run).record(RunRecord)
     space, data = record.space, record.data
     flags = [("width", space.width), ("cells", space.cells), ("data", data.path),
+             ("image-size", data.image_size), ("flip", None if data.flip == "auto" else data.flip),
              ("train-subset", data.train_subset), ("val-images", data.val_images)]
     return "".join(f" --{name} {shlex.quote(str(value))}" for name, value in flags
                    if value is not None)
