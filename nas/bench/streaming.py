@@ -123,7 +123,8 @@ def measure(folder: Path, small: Path | None, steps: int, batches: int,
                                     f"decoded; wall {held_s:.0f} s held, {stream_s:.0f} s streamed"))
         if small is not None:
             small_mib, _ = peak_run_memory(small, "no", memory_steps, Path(runs) / "small")
-            small_n = sum(1 for p in small.rglob("*") if p.is_file())
+            small_data = load_data(small, in_memory="no")  # the images, not other files
+            small_n = len(small_data.x_train) + len(small_data.x_test)
             rows.append(make_row("peak memory streamed, this folder / one a tenth its size",
                                  where, small_mib, stream_mib, "MiB PSS",
                                  detail=f"the small folder holds {small_n} images"))

@@ -45,8 +45,8 @@ def export_run(run_dir: str | Path, out: str | Path, arch: str | None = None,
     check_init(init, teacher, {"weight-selection": "FILE.pt2"})
     check_export(out, format)
     record = RunRecord.from_dict(RunDir(run_dir).settings())
-    if record.kind == "train":
-        return _export_trained(run_dir, record, out, arch, init, overwrite, format)
+    if record.kind == "train" and init == "inherit":  # the run's trained weights
+        return _export_trained(run_dir, record, out, arch, overwrite, format)
     setting = record.search.scorer_setting if record.search is not None else ScorerSetting()
     metadata: dict[str, Any] = {"init": init, "source_run": str(Path(run_dir).resolve())}
     if init != "inherit":
@@ -77,14 +77,12 @@ def export_run(run_dir: str | Path, out: str | Path, arch: str | None = None,
 
 
 def _export_trained(run_dir: str | Path, record: RunRecord, out: str | Path, arch: str | None,
-                    init: str, overwrite: bool, format: str | None) -> ExportedFiles:
+                    overwrite: bool, format: str | None) -> ExportedFiles:
     """A `nas train` run's trained model again, in `out`'s format: its weights and what the
     run's own export recorded (normalisation, class names, accuracies)."""
-    if init != "inherit":
-        raise ConfigError(f"{run_dir} holds a trained model, exported as trained; drop --init "
-                          f"{init} (it starts a model from a search run)")
     if arch is not None and arch != record.arch:
-        raise ConfigError(f"{run_dir} trained {record.arch}, not {arch}; drop --arch")
+        raise ConfigError(f"{run_dir} trained {record.arch}, not {arch}; drop --arch, or give "
+                          f"--init scratch for a fresh model of another architecture")
     trained = Path(run_dir) / TRAINED_MODEL
     model, arch_obj = load_model(export_paths(trained).state_dict)
     metadata = read_metadata(trained)

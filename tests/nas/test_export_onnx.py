@@ -183,5 +183,6 @@ def test_a_trained_model_exports_as_onnx_with_its_own_weights(tmp_path, capsys):
     assert metadata["arch"] == NB201_ARCH and metadata["class_names"] == [str(i) for i in range(10)]
     assert json.loads(out.with_suffix(".json").read_text())["init"] == "scratch-trained"
     capsys.readouterr()
-    assert main(["export", str(run), "--init", "scratch", "--out", str(tmp_path / "u.onnx")]) == 2
-    assert "holds a trained model" in capsys.readouterr().err
+    other = NB201_ARCH.replace("avg_pool_3x3~1", "skip_connect~1")
+    assert main(["export", str(run), "--arch", other, "--out", str(tmp_path / "u.onnx")]) == 2
+    assert f"trained {NB201_ARCH}, not {other}" in capsys.readouterr().err
