@@ -285,10 +285,9 @@ def train(model: nn.Module, method: StepMethod, batches: Batches, config: TrainC
     try:
         while epoch < budget.epochs and steps_done < budget.total:
             method.on_epoch_start(epoch, budget.epochs)
-            epoch_batches = batches.epoch(epoch, method.data_distribution())
-            for step, (images, labels, ids) in enumerate(epoch_batches):
-                if epoch == start_epoch and step < start_step:
-                    continue  # done before the resume; its batch was drawn to replay the RNG
+            first = start_step if epoch == start_epoch else 0  # a resume's steps are done
+            epoch_batches = batches.epoch(epoch, method.data_distribution(), start=first)
+            for step, (images, labels, ids) in enumerate(epoch_batches, start=first):
                 if steps_done >= budget.total:
                     break  # the budget ends inside this epoch
                 context.begin_step(epoch, step, steps_done)

@@ -26,7 +26,9 @@ class Batches(Protocol):
     indices: torch.Tensor  # dataset indices of the images an epoch draws from
 
     def __len__(self) -> int: ...
-    def epoch(self, epoch: int, probabilities: np.ndarray | None = None) -> Iterator[Batch]: ...
+    # From batch `start` on, as if the batches before it had been drawn (a resume).
+    def epoch(self, epoch: int, probabilities: np.ndarray | None = None,
+              start: int = 0) -> Iterator[Batch]: ...
 
 
 class StepContext:
@@ -100,9 +102,7 @@ class StepContext:
                               "--batch-size")
         first_epoch, skip = divmod(start, per_epoch)  # whole epochs are skipped unmade
         for epoch in itertools.count(first_epoch):
-            batches = self._validation.epoch(epoch)
-            if epoch == first_epoch:
-                batches = itertools.islice(batches, skip, None)
+            batches = self._validation.epoch(epoch, start=skip if epoch == first_epoch else 0)
             for batch in batches:
                 self.validation_position += 1
                 yield batch

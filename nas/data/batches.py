@@ -186,9 +186,13 @@ class BatchSource:
             return n // (self.batch_size * self.world_size)
         return -(-n // self.batch_size)
 
-    def epoch(self, epoch: int = 0, probabilities: np.ndarray | None = None) -> Iterator[Batch]:
-        """The epoch's batches. With `probabilities` (one per image of `indices`) the epoch is
-        len(indices) draws with replacement from them (PA&DA's data sampling), else a shuffle."""
+    def epoch(self, epoch: int = 0, probabilities: np.ndarray | None = None,
+              start: int = 0) -> Iterator[Batch]:
+        """The epoch's batches from batch `start` on. With `probabilities` (one per image of
+        `indices`) the epoch is len(indices) draws with replacement from them (PA&DA's data
+        sampling), else a shuffle. The batches before `start` (a resume's, done before it) are
+        not read: their crops and flips are drawn, and nothing else, so the rest are the
+        batches of the whole epoch (a streamed resume decodes no image it skips)."""
         generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
         order = self.indices
         if probabilities is not None:
@@ -209,6 +213,10 @@ class BatchSource:
         batches = [order[start + self.rank * self.batch_size:
                          start + (self.rank + 1) * self.batch_size]
                    for start in range(0, len(self) * per_step, per_step)]
+        if self.is_training:
+            for chosen in batches[:start]:
+                self._draw_augmentation(len(chosen), crops)
+        batches = batches[start:]
         for chosen, images in zip(batches, self._read(batches)):
             images = images.float().div_(255.0)
             if self.is_training:
@@ -262,16 +270,24 @@ class BatchSource:
         b, _, h, w = images.shape  # (B, C, H, W)
         device = images.device
         padded = torch.nn.functional.pad(images, (self.pad,) * 4)
-        dy = torch.randint(0, 2 * self.pad + 1, (b,), generator=generator).to(device)
-        dx = torch.randint(0, 2 * self.pad + 1, (b,), generator=generator).to(device)
+        dy, dx, flip = (draw.to(device) if draw is not None else None
+                        for draw in self._draw_augmentation(b, generator))
         rows = (dy[:, None] + torch.arange(h, device=device))[:, None, :, None]  # (B, 1, H, 1)
         cols = (dx[:, None] + torch.arange(w, device=device))[:, None, None, :]  # (B, 1, 1, W)
         cropped = padded.gather(2, rows.expand(b, padded.shape[1], h, padded.shape[3]))
         cropped = cropped.gather(3, cols.expand(b, padded.shape[1], h, w))
-        if self.is_flip_invariant:
-            flip = (torch.rand(b, generator=generator) < 0.5).to(device)
+        if flip is not None:
             cropped = torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
         return cropped
+
+    def _draw_augmentation(self, b: int, generator: torch.Generator
+                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """A batch of `b` images' crop offsets (rows, columns) and flips (None: no flips), in
+        the order they are drawn."""
+        dy = torch.randint(0, 2 * self.pad + 1, (b,), generator=generator)
+        dx = torch.randint(0, 2 * self.pad + 1, (b,), generator=generator)
+        flip = torch.rand(b, generator=generator) < 0.5 if self.is_flip_invariant else None
+        return dy, dx, flip
 
 
 @dataclass(frozen=True)

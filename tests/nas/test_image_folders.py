@@ -91,6 +91,21 @@ def test_streamed_batches_equal_held_ones_and_stats_too(cifar_folder):
     assert all(torch.equal(x, y) for x, y in zip(a, b))
 
 
+@pytest.mark.parametrize("in_memory", ["yes", "no"])
+def test_an_epoch_from_a_later_batch_is_the_tail_of_the_whole_epoch(cifar_folder, in_memory):
+    """A resume starts an epoch at its next batch, reading none before it (a streamed one
+    decodes nothing it skips), yet every later batch is the one the whole epoch has there."""
+    data = load_data(cifar_folder, in_memory=in_memory)
+    splits = make_splits(data, DataConfig(batch_size=16), 4)
+    for source in (splits.train, splits.val_stream, splits.val):
+        whole = list(source.epoch(2))
+        for start in sorted({1, len(whole) // 2, len(whole)}):
+            tail = list(source.epoch(2, start=start))
+            assert len(tail) == len(whole) - start
+            for (xa, ya, ia), (xb, yb, ib) in zip(whole[start:], tail, strict=True):
+                assert torch.equal(xa, xb) and torch.equal(ya, yb) and torch.equal(ia, ib)
+
+
 def test_separate_split_folders(tmp_path, shared_data):
     root = tmp_path / "three"
     _write(root / "train", _jpegs(shared_data, "train", 60))

@@ -47,8 +47,8 @@ class _Fixed:
     def __len__(self) -> int:
         return len(self.batches)
 
-    def epoch(self, epoch, probabilities=None):
-        for images, labels, ids in self.batches:
+    def epoch(self, epoch, probabilities=None, start=0):
+        for images, labels, ids in self.batches[start:]:
             size = len(labels) // self.parts
             cut = slice(self.part * size, (self.part + 1) * size)
             yield images[cut], labels[cut], ids[cut]

@@ -88,9 +88,9 @@ class ToyBatches:
     def __len__(self):
         return len(self.x) // self.batch_size
 
-    def epoch(self, epoch, probabilities=None) -> Iterator:
+    def epoch(self, epoch, probabilities=None, start=0) -> Iterator:
         order = torch.randperm(len(self.x), generator=torch.Generator().manual_seed(epoch))
-        for b in range(len(self)):
+        for b in range(start, len(self)):
             ids = order[b * self.batch_size:(b + 1) * self.batch_size]
             yield self.x[ids], self.y[ids], ids
 
