@@ -25,10 +25,11 @@ import pandas as pd
 import torch
 
 from nas.bench.rows import make_row
+from nas.bench.throughput import trained_images_per_second
 from nas.data import DataConfig, load_data, make_splits
 from nas.runs import atomic_write_csv, atomic_write_text
 from search_spaces import Skeleton, get_space
-from supernets import METHODS, TrainConfig, train
+from supernets import METHODS, TrainConfig
 
 SKELETON = ["--space", "nb201", "--width", "8", "--cells", "1"]  # the ranking protocol's
 BATCH = 128
@@ -85,16 +86,10 @@ def training_images_per_second(splits, steps: int, warmup: int = 5) -> float:
                                          width=8, cells=1))
     method = METHODS.get("spos")(space, seed=0)
     torch.manual_seed(0)
-    supernet = method.build_supernet()
-    stamps: list[float] = []
-
-    def stamp(tag: str, value: float, step: int) -> None:
-        if tag == "train/lr":  # once per step, after the optimiser's step
-            stamps.append(time.perf_counter())
-
-    train(supernet, method, splits.train, TrainConfig(steps=warmup + steps, checkpoint_every_steps=0),
-          log_scalar=stamp, description="streaming bench")
-    return splits.train.batch_size * steps / (stamps[-1] - stamps[warmup - 1])
+    return trained_images_per_second(
+        method.build_supernet(), method, splits.train,
+        TrainConfig(steps=warmup + steps, checkpoint_every_steps=0), warmup,
+        splits.train.batch_size, description="streaming bench")
 
 
 def measure(folder: Path, small: Path | None, steps: int, batches: int,

@@ -44,19 +44,29 @@ def images_per_second(bench: Throughput, quick: bool, context: StepContext | Non
     method = METHODS.get("spos")(space, seed=bench.seed)
     torch.manual_seed(bench.seed)
     supernet = method.build_supernet().to(bench.device)
+    config = TrainConfig(steps=steps, checkpoint_every_steps=0, device=bench.device,
+                         precision=bench.precision, channels_last=bench.channels_last)
+    return trained_images_per_second(supernet, method, batches, config, bench.warmup_steps,
+                                     bench.batch * world, context,
+                                     description=f"throughput {bench.space}")
+
+
+def trained_images_per_second(supernet, method, batches, config: TrainConfig, warmup_steps: int,
+                              images_per_step: int, context: StepContext | None = None,
+                              description: str = "throughput") -> float:
+    """Images per second of `config.steps` steps of the real loop, timed from its per-step log
+    after `warmup_steps`; 0 on a rank other than the main one (it logs nothing)."""
     stamps: list[float] = []
 
     def stamp(tag: str, value: float, step: int) -> None:
         if tag == "train/lr":  # logged once per step, after the optimiser's step
-            if bench.device.startswith("cuda"):
+            if config.device.startswith("cuda"):
                 torch.cuda.synchronize()
             stamps.append(time.perf_counter())
 
-    config = TrainConfig(steps=steps, checkpoint_every_steps=0, device=bench.device,
-                         precision=bench.precision, channels_last=bench.channels_last)
     train(supernet, method, batches, config, context=context, log_scalar=stamp,
-          description=f"throughput {bench.space}")
+          description=description)
     if not stamps:
-        return 0.0  # not the main rank
-    timed = stamps[-1] - stamps[bench.warmup_steps - 1]
-    return bench.batch * world * bench.steps / timed
+        return 0.0
+    timed_steps = config.steps - warmup_steps
+    return images_per_step * timed_steps / (stamps[-1] - stamps[warmup_steps - 1])

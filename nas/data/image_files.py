@@ -48,9 +48,6 @@ def decode_image(path: str, size: int, channels: int) -> np.ndarray:
 class ImageFiles:
     """N image files read as a uint8 (N, C, size, size) array (module docstring)."""
 
-    dtype = torch.uint8
-    device = torch.device("cpu")
-
     def __init__(self, paths: Sequence[str], size: int, channels: int) -> None:
         self.paths, self.size, self.channels = tuple(paths), size, channels
 
